@@ -1,0 +1,578 @@
+"""Tasks for this labdock project: `invoke --list` shows them, `invoke --help TASK` explains one.
+
+Everything runs in Docker: the host needs only a Docker engine (with Compose and BuildKit),
+Python and Invoke. Settings live in invoke.yaml (`labdock:`); each can be overridden for one
+shell with INVOKE_LABDOCK_<NAME>, e.g. `INVOKE_LABDOCK_PORT=9999 invoke up`.
+
+This file belongs to the labdock template: `copier update` keeps it current.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import os
+import secrets
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import webbrowser
+from pathlib import Path
+
+from invoke import Collection, Context, Exit, task
+
+ROOT = Path(__file__).resolve().parent
+ENV_FILE = ROOT / ".env"
+LOCK_FILE = ROOT / "poetry.lock"
+COMPOSE_FILE = ROOT / "compose.yaml"
+GPU_COMPOSE_FILE = ROOT / "compose.gpu.yaml"
+CONTAINER_PORT = 8888  # inside the container; the host port is labdock.port
+WORKSPACE = "/workspace"  # where compose.yaml mounts the project
+MIN_FREE_DISK_GB = 10
+
+# Lowest-priority defaults; invoke.yaml and INVOKE_LABDOCK_* override them. The last two are
+# machine-specific (a company PyPI mirror, a TLS-intercepting proxy's CA), so they are not in
+# invoke.yaml, where they would override a per-user ~/.invoke.yaml.
+DEFAULTS = {
+    "project": ROOT.name,
+    "image": ROOT.name,
+    "service": "lab",
+    "port": 8888,
+    "bind": "127.0.0.1",
+    "python_version": "3.13",
+    "gpu": "none",
+    "registry": "",
+    "healthy_timeout": 180,
+    "pypi_mirror": "",
+    "ca_bundle": "",
+}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def quote(arg: object) -> str:
+    """Quote one argument for the shell Invoke runs commands in."""
+    if os.name == "nt":
+        return subprocess.list2cmdline([str(arg)])
+    return shlex.quote(str(arg))
+
+
+def cmd(*args: object) -> str:
+    return " ".join(quote(arg) for arg in args)
+
+
+def settings(c: Context):
+    return c.config.labdock
+
+
+def image_ref(c: Context, tag: str = "latest") -> str:
+    return f"{settings(c).image}:{tag}"
+
+
+def host_ids() -> tuple[int, int]:
+    """UID and GID for the notebook user: the host user's, so bind-mounted files are theirs."""
+    if hasattr(os, "getuid"):
+        return os.getuid(), os.getgid()
+    return 1000, 1000  # Windows: Docker Desktop maps ownership itself
+
+
+def compose(c: Context, *args: object, gpu: bool = False) -> str:
+    files = ["-f", COMPOSE_FILE] + (["-f", GPU_COMPOSE_FILE] if gpu else [])
+    return cmd("docker", "compose", *files, *args)
+
+
+def compose_env(c: Context) -> dict[str, str]:
+    """The LABDOCK_* variables compose.yaml reads (its token comes from .env)."""
+    s = settings(c)
+    return {"LABDOCK_IMAGE": image_ref(c), "LABDOCK_PORT": str(s.port), "LABDOCK_BIND": s.bind}
+
+
+def read_env_file() -> dict[str, str]:
+    if not ENV_FILE.exists():
+        return {}
+    values = {}
+    for line in ENV_FILE.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.lstrip().startswith("#"):
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def ensure_token() -> str:
+    """The server's token from .env; creates one (256 random bits, file mode 600) if missing."""
+    token = read_env_file().get("JUPYTER_TOKEN")
+    if token:
+        return token
+    token = secrets.token_hex(32)
+    fd = os.open(ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as env_file:
+        env_file.write(f"# Created by `invoke up`. Keep it secret; never commit it.\nJUPYTER_TOKEN={token}\n")
+    os.chmod(ENV_FILE, 0o600)
+    print(f"Created {ENV_FILE.name} with a new JupyterLab token.")
+    return token
+
+
+def engine_problem(c: Context) -> str | None:
+    """None when a Docker engine answers, else a one-line cause and fix."""
+    result = c.run("docker version --format '{{.Server.Version}}'", hide=True, warn=True)
+    if result is not None and result.ok:
+        return None
+    where = os.environ.get("DOCKER_HOST") or "the default Docker socket/context"
+    return (
+        f"No Docker engine reachable at {where}: start Docker (Docker Desktop, or "
+        "`sudo systemctl start docker`), or point DOCKER_HOST at a running engine."
+    )
+
+
+def require_engine(c: Context) -> None:
+    problem = engine_problem(c)
+    if problem:
+        raise Exit(problem)
+
+
+def image_exists(c: Context, ref: str) -> bool:
+    return c.run(cmd("docker", "image", "inspect", ref), hide=True, warn=True).ok
+
+
+def container_id(c: Context) -> str:
+    """The running JupyterLab container's id, or '' when it is not running."""
+    result = c.run(compose(c, "ps", "-q", settings(c).service), hide=True, warn=True, env=compose_env(c))
+    return result.stdout.strip() if result.ok else ""
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1" if host == "0.0.0.0" else host, port)) == 0
+
+
+def index_args(c: Context) -> tuple[list[str], list[str]]:
+    """Package-index settings as build args/secrets, and as docker-run flags for Poetry."""
+    s = settings(c)
+    build, run = [], []
+    if s.pypi_mirror:
+        build += ["--build-arg", f"PYPI_MIRROR_URL={s.pypi_mirror}"]
+        run += ["-e", f"PYPI_MIRROR_URL={s.pypi_mirror}"]
+    if s.ca_bundle:
+        bundle = Path(s.ca_bundle).expanduser().resolve()
+        if not bundle.is_file():
+            raise Exit(
+                f"CA bundle {s.ca_bundle} (labdock.ca_bundle) is not a file: "
+                "fix INVOKE_LABDOCK_CA_BUNDLE or unset it."
+            )
+        build += ["--secret", f"id=ca_bundle,src={bundle}"]
+        run += ["-v", f"{bundle}:/run/secrets/ca_bundle:ro"]
+    return build, run
+
+
+def build_builder(c: Context) -> str:
+    """Build the Dockerfile's builder stage (Poetry, no project dependencies); returns its tag."""
+    build_flags, _ = index_args(c)
+    ref = image_ref(c, "builder")
+    result = c.run(
+        cmd("docker", "build", "--target", "builder", "-t", ref,
+            "--build-arg", f"PYTHON_VERSION={settings(c).python_version}", *build_flags, ROOT),
+        env={"DOCKER_BUILDKIT": "1"}, warn=True,
+    )
+    if not result.ok:
+        raise Exit(build_failure_hint("The builder stage (Poetry) failed to build"))
+    return ref
+
+
+def build_failure_hint(what: str) -> str:
+    return (
+        f"{what} (output above). Behind a company proxy or mirror, set "
+        "INVOKE_LABDOCK_PYPI_MIRROR and/or INVOKE_LABDOCK_CA_BUNDLE and retry."
+    )
+
+
+def poetry_in_container(c: Context, poetry_args: str, owned_files: list[str], **run_kwargs):
+    """Run Poetry in the builder stage on the project folder; written files stay the host user's."""
+    builder = build_builder(c)
+    _, run_flags = index_args(c)
+    uid, gid = host_ids()
+    script = f"poetry {poetry_args} && chown {uid}:{gid} {' '.join(owned_files)}"
+    return c.run(
+        cmd("docker", "run", "--rm", "-v", f"{ROOT}:{WORKSPACE}",
+            "-v", f"{settings(c).project}-poetry-cache:/var/cache/pypoetry", *run_flags,
+            builder, "sh", "-c", script),
+        **run_kwargs,
+    )
+
+
+def lock_problem(c: Context) -> str | None:
+    """None when poetry.lock exists and matches pyproject.toml, else a one-line cause and fix."""
+    if not LOCK_FILE.exists():
+        return "poetry.lock is missing: run `invoke lock` (the build runs it for you), then commit it."
+    builder = build_builder(c)
+    result = c.run(
+        cmd("docker", "run", "--rm", "-v", f"{ROOT}:{WORKSPACE}:ro", builder, "poetry", "check", "--lock"),
+        hide=True, warn=True,
+    )
+    if result.ok:
+        return None
+    output = (result.stdout + result.stderr).strip()
+    if "poetry lock" in output:
+        return "poetry.lock is out of date with pyproject.toml: run `invoke lock`, then commit both."
+    first_line = output.splitlines()[-1] if output else "poetry check failed"
+    return f"pyproject.toml has a problem ({first_line}): fix it, then run `invoke lock`."
+
+
+def git_output(c: Context, *args: str) -> str:
+    result = c.run(cmd("git", "-C", ROOT, *args), hide=True, warn=True)
+    return result.stdout.strip() if result is not None and result.ok else ""
+
+
+def git_version(c: Context) -> str:
+    """The image version: the git tag at HEAD, else the short commit sha."""
+    version = git_output(c, "describe", "--tags", "--exact-match") or git_output(c, "rev-parse", "--short", "HEAD")
+    if not version:
+        raise Exit("No version from git (no commit yet): commit first, or pass --tag VERSION.")
+    return version
+
+
+def server_url(c: Context) -> str:
+    """The URL of the running server, with its token."""
+    result = c.run(compose(c, "port", settings(c).service, CONTAINER_PORT), hide=True, warn=True,
+                   env=compose_env(c))
+    address = result.stdout.strip().splitlines()[0] if result.ok and result.stdout.strip() else ""
+    if not address:
+        raise Exit("JupyterLab is not running: start it with `invoke up`.")
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}/lab?token={ensure_token()}"
+
+
+def health(c: Context, cid: str) -> tuple[str, str]:
+    """(container state, health status) of a container, e.g. ('running', 'starting')."""
+    result = c.run(
+        cmd("docker", "inspect", "--format", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", cid),
+        hide=True, warn=True,
+    )
+    state, _, status = result.stdout.strip().partition(" ") if result.ok else ("gone", "", "")
+    return state, status
+
+
+def wait_until_healthy(c: Context, timeout: float) -> None:
+    """Poll the container's healthcheck with visible progress; explain a timeout or a crash."""
+    start = time.monotonic()
+    state, status = "starting", ""
+    try:
+        while time.monotonic() - start < timeout:
+            cid = container_id(c)
+            state, status = health(c, cid) if cid else ("gone", "")
+            if status == "healthy":
+                print(f"\rJupyterLab is healthy after {time.monotonic() - start:.0f}s.{' ' * 20}")
+                return
+            if state in ("exited", "dead", "gone") or (state == "restarting"):
+                break
+            print(f"\rWaiting for JupyterLab to be healthy... {time.monotonic() - start:3.0f}s ({status or state})",
+                  end="", flush=True)
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print()
+        raise Exit(
+            "Stopped waiting; the container keeps starting: `invoke url` prints the URL once it is "
+            "healthy, `invoke logs` shows its output, `invoke down` stops it.",
+            code=130,
+        )
+    print()
+    c.run(compose(c, "logs", "--tail", "30", settings(c).service), warn=True, env=compose_env(c))
+    if state == "running":
+        raise Exit(
+            f"JupyterLab did not become healthy within {timeout:.0f}s (last log lines above): fix the "
+            "error they show, then `invoke up`; raise labdock.healthy_timeout for slow machines."
+        )
+    raise Exit(f"JupyterLab stopped while starting (container {state}; last log lines above): fix the "
+               "error they show, then `invoke up`.")
+
+
+def project_path(path: str) -> str:
+    """A host path (relative to the current folder) as the container sees it."""
+    absolute = Path(path).resolve()
+    try:
+        relative = absolute.relative_to(ROOT)
+    except ValueError:
+        raise Exit(f"{path} is outside the project folder {ROOT}: the container sees only the project.")
+    return f"{WORKSPACE}/{relative.as_posix()}"
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+@task(help={"no_cache": "Rebuild every layer, ignoring the build cache",
+            "pull": "Pull a newer base image first"})
+def build(c: Context, no_cache: bool = False, pull: bool = False) -> None:
+    """Build the JupyterLab image (runs `invoke lock` first when poetry.lock is missing)."""
+    require_engine(c)
+    if not LOCK_FILE.exists():
+        print("poetry.lock is missing: running `invoke lock` first.")
+        lock(c)
+    problem = lock_problem(c)
+    if problem:
+        raise Exit(problem)
+    build_flags, _ = index_args(c)
+    uid, gid = host_ids()
+    s = settings(c)
+    labels = {
+        "org.opencontainers.image.title": s.project,
+        "org.opencontainers.image.source": git_output(c, "remote", "get-url", "origin") or ROOT.as_uri(),
+        "org.opencontainers.image.revision": git_output(c, "rev-parse", "HEAD") or "unknown",
+        "org.opencontainers.image.created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "dev.labdock.lock-sha256": hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest(),
+    }
+    label_flags = [item for key, value in labels.items() for item in ("--label", f"{key}={value}")]
+    result = c.run(
+        cmd("docker", "build", "--target", "runtime", "-t", image_ref(c),
+            "--build-arg", f"PYTHON_VERSION={s.python_version}",
+            "--build-arg", f"NB_UID={uid}", "--build-arg", f"NB_GID={gid}",
+            *build_flags, *label_flags,
+            *(["--no-cache"] if no_cache else []), *(["--pull"] if pull else []), ROOT),
+        env={"DOCKER_BUILDKIT": "1"}, warn=True,
+    )
+    if not result.ok:
+        raise Exit(build_failure_hint("The image build failed"))
+    print(f"Built {image_ref(c)}.")
+
+
+@task(help={"gpu": "Reserve the NVIDIA GPUs (adds compose.gpu.yaml; on by default when gpu: nvidia)",
+            "build": "Rebuild the image first",
+            "open": "Open JupyterLab in the browser once it is healthy"})
+def up(c: Context, gpu: bool = False, build_: bool = False, open_: bool = False) -> None:
+    """Start JupyterLab, wait until it is healthy and print its URL (builds the image if missing)."""
+    s = settings(c)
+    gpu = gpu or s.gpu == "nvidia"
+    if gpu and not GPU_COMPOSE_FILE.exists():
+        raise Exit("This project has no compose.gpu.yaml: add GPU support with "
+                   "`copier update --defaults --data gpu=nvidia`.")
+    require_engine(c)
+    ensure_token()
+    if build_ or not image_exists(c, image_ref(c)):
+        build(c)
+    if not container_id(c) and port_in_use(s.bind, int(s.port)):
+        raise Exit(f"Port {s.port} on {s.bind} is already in use by another process: stop it, or "
+                   f"choose another port with `INVOKE_LABDOCK_PORT=<port> invoke up` (or labdock.port).")
+    if s.bind not in ("127.0.0.1", "localhost", "::1"):
+        print(f"WARNING: JupyterLab is published on {s.bind}: anyone who can reach this machine on "
+              f"port {s.port} and has the token can run code here. Use bind: 127.0.0.1 unless you "
+              "need this.", file=sys.stderr)
+    result = c.run(compose(c, "up", "--detach", "--no-build", gpu=gpu), warn=True, hide="stderr",
+                   env=compose_env(c))
+    if not result.ok:
+        error = result.stderr.strip()
+        if "nvidia" in error.lower() or "gpu" in error.lower():
+            raise Exit("The Docker engine has no NVIDIA GPU runtime: install the NVIDIA Container "
+                       "Toolkit and restart Docker, or start without --gpu (and gpu: none).")
+        if "address already in use" in error or "port is already allocated" in error:
+            raise Exit(f"Port {s.port} on {s.bind} is already in use: stop what uses it, or set "
+                       "INVOKE_LABDOCK_PORT to another port.")
+        print(error, file=sys.stderr)
+        raise Exit("`docker compose up` failed (error above).")
+    wait_until_healthy(c, float(s.healthy_timeout))
+    url = server_url(c)
+    print(f"JupyterLab: {url}")
+    if open_:
+        webbrowser.open(url)
+
+
+@task(help={"volumes": "Also delete the named volumes (JupyterLab settings and workspaces)"})
+def down(c: Context, volumes: bool = False) -> None:
+    """Stop and remove the JupyterLab container (notebooks and data stay on the host)."""
+    require_engine(c)
+    c.run(compose(c, "down", "--remove-orphans", *(["--volumes"] if volumes else [])), env=compose_env(c))
+
+
+@task(help={"follow": "Keep printing new output", "tail": "Number of lines to show from the end (default: all)"})
+def logs(c: Context, follow: bool = False, tail: str = "all") -> None:
+    """Show the JupyterLab server's output."""
+    require_engine(c)
+    c.run(compose(c, "logs", "--tail", tail, *(["--follow"] if follow else []), settings(c).service),
+          env=compose_env(c), pty=follow and sys.stdout.isatty())
+
+
+@task(help={"open": "Open the URL in the browser"})
+def url(c: Context, open_: bool = False) -> None:
+    """Print the running server's URL with its token."""
+    require_engine(c)
+    address = server_url(c)
+    print(address)
+    if open_:
+        webbrowser.open(address)
+
+
+@task
+def shell(c: Context) -> None:
+    """Open an interactive shell in the running JupyterLab container, as the notebook user."""
+    require_engine(c)
+    if not container_id(c):
+        raise Exit("JupyterLab is not running: start it with `invoke up`.")
+    c.run(compose(c, "exec", settings(c).service, "bash"), pty=True, warn=True, env=compose_env(c))
+
+
+@task(name="exec", positional=["command"],
+      help={"command": "The command, quoted as one argument, e.g. \"pytest -q\""})
+def exec_(c: Context, command: str) -> None:
+    """Run one command in the running JupyterLab container; its exit code is passed through."""
+    require_engine(c)
+    if not container_id(c):
+        raise Exit("JupyterLab is not running: start it with `invoke up`.")
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    result = c.run(compose(c, "exec", *([] if tty else ["-T"]), settings(c).service, "sh", "-c", command),
+                   pty=tty, warn=True, env=compose_env(c))
+    if not result.ok:
+        raise Exit(code=result.exited)
+
+
+@task(help={"upgrade": "Re-resolve every dependency to the newest allowed version "
+                       "(default: keep locked versions that still fit pyproject.toml)"})
+def lock(c: Context, upgrade: bool = False) -> None:
+    """Resolve pyproject.toml into poetry.lock, with Poetry in a container (no Poetry on the host)."""
+    require_engine(c)
+    result = poetry_in_container(c, "lock" + (" --regenerate" if upgrade else ""), ["poetry.lock"], warn=True)
+    if not result.ok:
+        raise Exit(build_failure_hint("poetry lock failed"))
+    print("poetry.lock is up to date: commit it with pyproject.toml.")
+
+
+@task(positional=["package"],
+      help={"package": "A requirement, e.g. polars or 'polars>=1.0'",
+            "group": "Dependency group (default: the main dependencies)"})
+def add(c: Context, package: str, group: str = "") -> None:
+    """Add a dependency to pyproject.toml and poetry.lock (Poetry in a container), then rebuild."""
+    require_engine(c)
+    args = "add --lock " + quote(package) + (f" --group {quote(group)}" if group else "")
+    result = poetry_in_container(c, args, ["pyproject.toml", "poetry.lock"], warn=True)
+    if not result.ok:
+        raise Exit(f"poetry add {package} failed (output above): check the package name and version.")
+    build(c)
+
+
+@task(name="run-notebook", positional=["path"],
+      help={"path": "The notebook to execute", "output": "Where to write the executed copy "
+            "(default: NAME.executed.ipynb beside it)",
+            "timeout": "Seconds one cell may run (default: no limit)"})
+def run_notebook(c: Context, path: str, output: str = "", timeout: int = -1) -> None:
+    """Execute a notebook headlessly in a fresh container; fails if a cell fails."""
+    require_engine(c)
+    source = Path(path)
+    if not source.is_file():
+        raise Exit(f"No notebook at {path}.")
+    target = Path(output) if output else source.with_name(source.stem + ".executed.ipynb")
+    ensure_token()
+    if not image_exists(c, image_ref(c)):
+        build(c)
+    result = c.run(
+        compose(c, "run", "--rm", "--no-deps", "-T", settings(c).service,
+                "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                f"--ExecutePreprocessor.timeout={timeout}", project_path(str(source)),
+                "--output", project_path(str(target))),
+        warn=True, env=compose_env(c),
+    )
+    if not result.ok:
+        raise Exit(f"{path} failed: a cell raised an error (traceback above).")
+    print(f"Executed copy: {target}")
+
+
+@task(help={"local": "Run natively with the host's Poetry (e.g. Apple-Silicon GPUs via MPS, "
+                     "which containers cannot reach); without it, the same as `invoke up`"})
+def lab(c: Context, local: bool = False) -> None:
+    """Start JupyterLab: in the container (default) or natively from the same poetry.lock."""
+    if not local:
+        up(c)
+        return
+    if not shutil.which("poetry"):
+        raise Exit("Poetry is not installed on this machine: install it (`pipx install poetry`), "
+                   "or use `invoke up` to run in a container.")
+    if not LOCK_FILE.exists():
+        raise Exit("poetry.lock is missing: run `invoke lock` first, then commit it.")
+    s = settings(c)
+    token = ensure_token()
+    with c.cd(str(ROOT)):
+        c.run("poetry install --with dev")
+        print(f"JupyterLab: http://127.0.0.1:{s.port}/lab?token={token}")
+        c.run(cmd("poetry", "run", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={s.port}"),
+              env={"JUPYTER_TOKEN": token}, pty=sys.stdout.isatty())
+
+
+@task(help={"tag": "Version to push (default: the git tag at HEAD, else the short commit sha)"})
+def push(c: Context, tag: str = "") -> None:
+    """Tag the image with its version and `latest` and push both to labdock.registry."""
+    s = settings(c)
+    if not s.registry:
+        raise Exit("No registry configured: set labdock.registry in invoke.yaml (e.g. ghcr.io/acme), "
+                   "or run with INVOKE_LABDOCK_REGISTRY=ghcr.io/acme.")
+    require_engine(c)
+    if not image_exists(c, image_ref(c)):
+        build(c)
+    version = tag or git_version(c)
+    host = s.registry.split("/")[0]
+    user, password = os.environ.get("REGISTRY_USER"), os.environ.get("REGISTRY_PASSWORD")
+    if user and password:
+        login = c.run(cmd("docker", "login", host, "--username", user, "--password-stdin"),
+                      in_stream=io.StringIO(password + "\n"), hide=True, warn=True)
+        if not login.ok:
+            raise Exit(f"Login to {host} as {user} failed: check REGISTRY_USER and REGISTRY_PASSWORD.")
+    for version_tag in (version, "latest"):
+        remote = f"{s.registry}/{s.image}:{version_tag}"
+        c.run(cmd("docker", "tag", image_ref(c), remote), hide=True)
+        result = c.run(cmd("docker", "push", remote), warn=True, hide="stderr")
+        if not result.ok:
+            error = result.stderr.strip()
+            if any(word in error.lower() for word in ("auth", "denied", "credentials", "login")):
+                raise Exit(f"{host} refused the push (not logged in or no permission): set "
+                           f"REGISTRY_USER and REGISTRY_PASSWORD, or run `docker login {host}`.")
+            raise Exit(f"Pushing {remote} failed: {error.splitlines()[-1] if error else 'see above'}")
+        print(f"Pushed {remote}")
+
+
+@task
+def doctor(c: Context) -> None:
+    """Check that this machine can build and run the project; one line per check, with the fix."""
+    s = settings(c)
+    failed = False
+
+    def report(ok: bool | None, what: str, fix: str = "", required: bool = True) -> None:
+        nonlocal failed
+        mark = "ok" if ok else ("!!" if required else "--")
+        failed = failed or (required and not ok)
+        print(f"[{mark}] {what}" + (f": {fix}" if fix and not ok else ""))
+
+    problem = engine_problem(c)
+    version = c.run("docker version --format '{{.Server.Version}}'", hide=True, warn=True)
+    report(problem is None, f"Docker engine {version.stdout.strip() if version.ok else ''}".strip(),
+           problem or "")
+    composed = c.run("docker compose version --short", hide=True, warn=True)
+    report(composed.ok, f"Docker Compose {composed.stdout.strip()}".strip(),
+           "install the Compose plugin (Docker Desktop has it)")
+    buildkit = c.run("docker buildx version", hide=True, warn=True)
+    report(buildkit.ok, "BuildKit (buildx)", "install the buildx plugin (Docker Desktop has it); "
+           "the Dockerfile's cache mounts need BuildKit")
+    if problem is None:
+        lock_issue = lock_problem(c)
+        report(lock_issue is None, "poetry.lock matches pyproject.toml", lock_issue or "")
+    else:
+        report(False, "poetry.lock matches pyproject.toml", "needs the engine (see above)")
+    busy = not container_id(c) and port_in_use(s.bind, int(s.port)) if problem is None else port_in_use(s.bind, int(s.port))
+    report(not busy, f"port {s.port} on {s.bind} is free for JupyterLab",
+           "stop what uses it, or set INVOKE_LABDOCK_PORT / labdock.port")
+    report(bool(read_env_file().get("JUPYTER_TOKEN")), ".env holds a JupyterLab token",
+           "`invoke up` creates it", required=False)
+    if s.gpu == "nvidia":
+        runtimes = c.run("docker info --format '{{json .Runtimes}}'", hide=True, warn=True)
+        report(runtimes.ok and "nvidia" in runtimes.stdout, "NVIDIA container runtime",
+               "install the NVIDIA Container Toolkit and restart Docker")
+    free_gb = shutil.disk_usage(ROOT).free / 1e9
+    report(free_gb >= MIN_FREE_DISK_GB, f"{free_gb:.0f} GB free disk",
+           f"images need space: free at least {MIN_FREE_DISK_GB} GB", required=False)
+    if failed:
+        raise Exit("Some required checks failed: fix the lines marked [!!] above.")
+
+
+ns = Collection(build, up, down, logs, url, shell, exec_, lock, add, run_notebook, lab, push, doctor)
+ns.configure({"labdock": DEFAULTS})
