@@ -175,9 +175,20 @@ def build_builder(c: Context) -> str:
     build_flags, _ = index_args(c)
     ref = image_ref(c, "builder")
     result = c.run(
-        cmd("docker", "build", "--target", "builder", "-t", ref,
-            "--build-arg", f"PYTHON_VERSION={settings(c).python_version}", *build_flags, ROOT),
-        env={"DOCKER_BUILDKIT": "1"}, warn=True,
+        cmd(
+            "docker",
+            "build",
+            "--target",
+            "builder",
+            "-t",
+            ref,
+            "--build-arg",
+            f"PYTHON_VERSION={settings(c).python_version}",
+            *build_flags,
+            ROOT,
+        ),
+        env={"DOCKER_BUILDKIT": "1"},
+        warn=True,
     )
     if not result.ok:
         raise Exit(build_failure_hint("The builder stage (Poetry) failed to build"))
@@ -198,9 +209,20 @@ def poetry_in_container(c: Context, poetry_args: str, owned_files: list[str], **
     uid, gid = host_ids()
     script = f"poetry {poetry_args} && chown {uid}:{gid} {' '.join(owned_files)}"
     return c.run(
-        cmd("docker", "run", "--rm", "-v", f"{ROOT}:{WORKSPACE}",
-            "-v", f"{settings(c).project}-poetry-cache:/var/cache/pypoetry", *run_flags,
-            builder, "sh", "-c", script),
+        cmd(
+            "docker",
+            "run",
+            "--rm",
+            "-v",
+            f"{ROOT}:{WORKSPACE}",
+            "-v",
+            f"{settings(c).project}-poetry-cache:/var/cache/pypoetry",
+            *run_flags,
+            builder,
+            "sh",
+            "-c",
+            script,
+        ),
         **run_kwargs,
     )
 
@@ -212,7 +234,8 @@ def lock_problem(c: Context) -> str | None:
     builder = build_builder(c)
     result = c.run(
         cmd("docker", "run", "--rm", "-v", f"{ROOT}:{WORKSPACE}:ro", builder, "poetry", "check", "--lock"),
-        hide=True, warn=True,
+        hide=True,
+        warn=True,
     )
     if result.ok:
         return None
@@ -230,7 +253,9 @@ def git_output(c: Context, *args: str) -> str:
 
 def git_version(c: Context) -> str:
     """The image version: the git tag at HEAD, else the short commit sha."""
-    version = git_output(c, "describe", "--tags", "--exact-match") or git_output(c, "rev-parse", "--short", "HEAD")
+    version = git_output(c, "describe", "--tags", "--exact-match") or git_output(
+        c, "rev-parse", "--short", "HEAD"
+    )
     if not version:
         raise Exit("No version from git (no commit yet): commit first, or pass --tag VERSION.")
     return version
@@ -238,8 +263,9 @@ def git_version(c: Context) -> str:
 
 def server_url(c: Context) -> str:
     """The URL of the running server, with its token."""
-    result = c.run(compose(c, "port", settings(c).service, CONTAINER_PORT), hide=True, warn=True,
-                   env=compose_env(c))
+    result = c.run(
+        compose(c, "port", settings(c).service, CONTAINER_PORT), hide=True, warn=True, env=compose_env(c)
+    )
     address = result.stdout.strip().splitlines()[0] if result.ok and result.stdout.strip() else ""
     if not address:
         raise Exit("JupyterLab is not running: start it with `invoke up`.")
@@ -252,45 +278,63 @@ def server_url(c: Context) -> str:
 def health(c: Context, cid: str) -> tuple[str, str]:
     """(container state, health status) of a container, e.g. ('running', 'starting')."""
     result = c.run(
-        cmd("docker", "inspect", "--format", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", cid),
-        hide=True, warn=True,
+        cmd(
+            "docker",
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+            cid,
+        ),
+        hide=True,
+        warn=True,
     )
     state, _, status = result.stdout.strip().partition(" ") if result.ok else ("gone", "", "")
     return state, status
 
 
+def progress(message: str, final: bool = False) -> None:
+    """One status line: rewritten in place on a terminal, printed plainly in logs."""
+    if sys.stdout.isatty():
+        print(f"\r{message:<70}", end="\n" if final else "", flush=True)
+    else:
+        print(message, flush=True)
+
+
 def wait_until_healthy(c: Context, timeout: float) -> None:
     """Poll the container's healthcheck with visible progress; explain a timeout or a crash."""
     start = time.monotonic()
-    state, status = "starting", ""
+    state, status, shown = "starting", "", -1
     try:
-        while time.monotonic() - start < timeout:
+        while (elapsed := time.monotonic() - start) < timeout:
             cid = container_id(c)
             state, status = health(c, cid) if cid else ("gone", "")
             if status == "healthy":
-                print(f"\rJupyterLab is healthy after {time.monotonic() - start:.0f}s.{' ' * 20}")
+                progress(f"JupyterLab is healthy after {elapsed:.0f}s.", final=True)
                 return
-            if state in ("exited", "dead", "gone") or (state == "restarting"):
+            if state in ("exited", "dead", "gone", "restarting"):
                 break
-            print(f"\rWaiting for JupyterLab to be healthy... {time.monotonic() - start:3.0f}s ({status or state})",
-                  end="", flush=True)
+            if sys.stdout.isatty() or int(elapsed) // 10 != shown:  # logs: one line per 10 s
+                shown = int(elapsed) // 10
+                progress(f"Waiting for JupyterLab to be healthy... {elapsed:.0f}s ({status or state})")
             time.sleep(1)
     except KeyboardInterrupt:
-        print()
+        progress("Interrupted.", final=True)
         raise Exit(
             "Stopped waiting; the container keeps starting: `invoke url` prints the URL once it is "
             "healthy, `invoke logs` shows its output, `invoke down` stops it.",
             code=130,
-        )
-    print()
+        ) from None
+    progress(f"JupyterLab is {status or state} after {elapsed:.0f}s.", final=True)
     c.run(compose(c, "logs", "--tail", "30", settings(c).service), warn=True, env=compose_env(c))
     if state == "running":
         raise Exit(
             f"JupyterLab did not become healthy within {timeout:.0f}s (last log lines above): fix the "
             "error they show, then `invoke up`; raise labdock.healthy_timeout for slow machines."
         )
-    raise Exit(f"JupyterLab stopped while starting (container {state}; last log lines above): fix the "
-               "error they show, then `invoke up`.")
+    raise Exit(
+        f"JupyterLab stopped while starting (container {state}; last log lines above): fix the "
+        "error they show, then `invoke up`."
+    )
 
 
 def project_path(path: str) -> str:
@@ -299,15 +343,21 @@ def project_path(path: str) -> str:
     try:
         relative = absolute.relative_to(ROOT)
     except ValueError:
-        raise Exit(f"{path} is outside the project folder {ROOT}: the container sees only the project.")
+        raise Exit(
+            f"{path} is outside the project folder {ROOT}: the container sees only the project."
+        ) from None
     return f"{WORKSPACE}/{relative.as_posix()}"
 
 
 # ----------------------------------------------------------------------------- tasks
 
 
-@task(help={"no_cache": "Rebuild every layer, ignoring the build cache",
-            "pull": "Pull a newer base image first"})
+@task(
+    help={
+        "no_cache": "Rebuild every layer, ignoring the build cache",
+        "pull": "Pull a newer base image first",
+    }
+)
 def build(c: Context, no_cache: bool = False, pull: bool = False) -> None:
     """Build the JupyterLab image (runs `invoke lock` first when poetry.lock is missing)."""
     require_engine(c)
@@ -319,59 +369,96 @@ def build(c: Context, no_cache: bool = False, pull: bool = False) -> None:
         raise Exit(problem)
     build_flags, _ = index_args(c)
     uid, gid = host_ids()
+    if uid == 0:
+        print(
+            "WARNING: you are root on this machine, so JupyterLab will run as root in the "
+            "container (to keep your files yours). Run invoke as a regular user to avoid it.",
+            file=sys.stderr,
+        )
     s = settings(c)
     labels = {
         "org.opencontainers.image.title": s.project,
         "org.opencontainers.image.source": git_output(c, "remote", "get-url", "origin") or ROOT.as_uri(),
         "org.opencontainers.image.revision": git_output(c, "rev-parse", "HEAD") or "unknown",
-        "org.opencontainers.image.created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "org.opencontainers.image.created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "dev.labdock.lock-sha256": hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest(),
     }
     label_flags = [item for key, value in labels.items() for item in ("--label", f"{key}={value}")]
     result = c.run(
-        cmd("docker", "build", "--target", "runtime", "-t", image_ref(c),
-            "--build-arg", f"PYTHON_VERSION={s.python_version}",
-            "--build-arg", f"NB_UID={uid}", "--build-arg", f"NB_GID={gid}",
-            *build_flags, *label_flags,
-            *(["--no-cache"] if no_cache else []), *(["--pull"] if pull else []), ROOT),
-        env={"DOCKER_BUILDKIT": "1"}, warn=True,
+        cmd(
+            "docker",
+            "build",
+            "--target",
+            "runtime",
+            "-t",
+            image_ref(c),
+            "--build-arg",
+            f"PYTHON_VERSION={s.python_version}",
+            "--build-arg",
+            f"NB_UID={uid}",
+            "--build-arg",
+            f"NB_GID={gid}",
+            *build_flags,
+            *label_flags,
+            *(["--no-cache"] if no_cache else []),
+            *(["--pull"] if pull else []),
+            ROOT,
+        ),
+        env={"DOCKER_BUILDKIT": "1"},
+        warn=True,
     )
     if not result.ok:
         raise Exit(build_failure_hint("The image build failed"))
     print(f"Built {image_ref(c)}.")
 
 
-@task(help={"gpu": "Reserve the NVIDIA GPUs (adds compose.gpu.yaml; on by default when gpu: nvidia)",
-            "build": "Rebuild the image first",
-            "open": "Open JupyterLab in the browser once it is healthy"})
+@task(
+    help={
+        "gpu": "Reserve the NVIDIA GPUs (adds compose.gpu.yaml; on by default when gpu: nvidia)",
+        "build": "Rebuild the image first",
+        "open": "Open JupyterLab in the browser once it is healthy",
+    }
+)
 def up(c: Context, gpu: bool = False, build_: bool = False, open_: bool = False) -> None:
     """Start JupyterLab, wait until it is healthy and print its URL (builds the image if missing)."""
     s = settings(c)
     gpu = gpu or s.gpu == "nvidia"
     if gpu and not GPU_COMPOSE_FILE.exists():
-        raise Exit("This project has no compose.gpu.yaml: add GPU support with "
-                   "`copier update --defaults --data gpu=nvidia`.")
+        raise Exit(
+            "This project has no compose.gpu.yaml: add GPU support with "
+            "`copier update --defaults --data gpu=nvidia`."
+        )
     require_engine(c)
     ensure_token()
     if build_ or not image_exists(c, image_ref(c)):
         build(c)
     if not container_id(c) and port_in_use(s.bind, int(s.port)):
-        raise Exit(f"Port {s.port} on {s.bind} is already in use by another process: stop it, or "
-                   f"choose another port with `INVOKE_LABDOCK_PORT=<port> invoke up` (or labdock.port).")
+        raise Exit(
+            f"Port {s.port} on {s.bind} is already in use by another process: stop it, or "
+            f"choose another port with `INVOKE_LABDOCK_PORT=<port> invoke up` (or labdock.port)."
+        )
     if s.bind not in ("127.0.0.1", "localhost", "::1"):
-        print(f"WARNING: JupyterLab is published on {s.bind}: anyone who can reach this machine on "
-              f"port {s.port} and has the token can run code here. Use bind: 127.0.0.1 unless you "
-              "need this.", file=sys.stderr)
-    result = c.run(compose(c, "up", "--detach", "--no-build", gpu=gpu), warn=True, hide="stderr",
-                   env=compose_env(c))
+        print(
+            f"WARNING: JupyterLab is published on {s.bind}: anyone who can reach this machine on "
+            f"port {s.port} and has the token can run code here. Use bind: 127.0.0.1 unless you "
+            "need this.",
+            file=sys.stderr,
+        )
+    result = c.run(
+        compose(c, "up", "--detach", "--no-build", gpu=gpu), warn=True, hide="stderr", env=compose_env(c)
+    )
     if not result.ok:
         error = result.stderr.strip()
         if "nvidia" in error.lower() or "gpu" in error.lower():
-            raise Exit("The Docker engine has no NVIDIA GPU runtime: install the NVIDIA Container "
-                       "Toolkit and restart Docker, or start without --gpu (and gpu: none).")
+            raise Exit(
+                "The Docker engine has no NVIDIA GPU runtime: install the NVIDIA Container "
+                "Toolkit and restart Docker, or start without --gpu (and gpu: none)."
+            )
         if "address already in use" in error or "port is already allocated" in error:
-            raise Exit(f"Port {s.port} on {s.bind} is already in use: stop what uses it, or set "
-                       "INVOKE_LABDOCK_PORT to another port.")
+            raise Exit(
+                f"Port {s.port} on {s.bind} is already in use: stop what uses it, or set "
+                "INVOKE_LABDOCK_PORT to another port."
+            )
         print(error, file=sys.stderr)
         raise Exit("`docker compose up` failed (error above).")
     wait_until_healthy(c, float(s.healthy_timeout))
@@ -388,12 +475,17 @@ def down(c: Context, volumes: bool = False) -> None:
     c.run(compose(c, "down", "--remove-orphans", *(["--volumes"] if volumes else [])), env=compose_env(c))
 
 
-@task(help={"follow": "Keep printing new output", "tail": "Number of lines to show from the end (default: all)"})
+@task(
+    help={"follow": "Keep printing new output", "tail": "Number of lines to show from the end (default: all)"}
+)
 def logs(c: Context, follow: bool = False, tail: str = "all") -> None:
     """Show the JupyterLab server's output."""
     require_engine(c)
-    c.run(compose(c, "logs", "--tail", tail, *(["--follow"] if follow else []), settings(c).service),
-          env=compose_env(c), pty=follow and sys.stdout.isatty())
+    c.run(
+        compose(c, "logs", "--tail", tail, *(["--follow"] if follow else []), settings(c).service),
+        env=compose_env(c),
+        pty=follow and sys.stdout.isatty(),
+    )
 
 
 @task(help={"open": "Open the URL in the browser"})
@@ -415,22 +507,33 @@ def shell(c: Context) -> None:
     c.run(compose(c, "exec", settings(c).service, "bash"), pty=True, warn=True, env=compose_env(c))
 
 
-@task(name="exec", positional=["command"],
-      help={"command": "The command, quoted as one argument, e.g. \"pytest -q\""})
+@task(
+    name="exec",
+    positional=["command"],
+    help={"command": 'The command, quoted as one argument, e.g. "pytest -q"'},
+)
 def exec_(c: Context, command: str) -> None:
     """Run one command in the running JupyterLab container; its exit code is passed through."""
     require_engine(c)
     if not container_id(c):
         raise Exit("JupyterLab is not running: start it with `invoke up`.")
     tty = sys.stdin.isatty() and sys.stdout.isatty()
-    result = c.run(compose(c, "exec", *([] if tty else ["-T"]), settings(c).service, "sh", "-c", command),
-                   pty=tty, warn=True, env=compose_env(c))
+    result = c.run(
+        compose(c, "exec", *([] if tty else ["-T"]), settings(c).service, "sh", "-c", command),
+        pty=tty,
+        warn=True,
+        env=compose_env(c),
+    )
     if not result.ok:
         raise Exit(code=result.exited)
 
 
-@task(help={"upgrade": "Re-resolve every dependency to the newest allowed version "
-                       "(default: keep locked versions that still fit pyproject.toml)"})
+@task(
+    help={
+        "upgrade": "Re-resolve every dependency to the newest allowed version "
+        "(default: keep locked versions that still fit pyproject.toml)"
+    }
+)
 def lock(c: Context, upgrade: bool = False) -> None:
     """Resolve pyproject.toml into poetry.lock, with Poetry in a container (no Poetry on the host)."""
     require_engine(c)
@@ -440,9 +543,13 @@ def lock(c: Context, upgrade: bool = False) -> None:
     print("poetry.lock is up to date: commit it with pyproject.toml.")
 
 
-@task(positional=["package"],
-      help={"package": "A requirement, e.g. polars or 'polars>=1.0'",
-            "group": "Dependency group (default: the main dependencies)"})
+@task(
+    positional=["package"],
+    help={
+        "package": "A requirement, e.g. polars or 'polars>=1.0'",
+        "group": "Dependency group (default: the main dependencies)",
+    },
+)
 def add(c: Context, package: str, group: str = "") -> None:
     """Add a dependency to pyproject.toml and poetry.lock (Poetry in a container), then rebuild."""
     require_engine(c)
@@ -453,10 +560,15 @@ def add(c: Context, package: str, group: str = "") -> None:
     build(c)
 
 
-@task(name="run-notebook", positional=["path"],
-      help={"path": "The notebook to execute", "output": "Where to write the executed copy "
-            "(default: NAME.executed.ipynb beside it)",
-            "timeout": "Seconds one cell may run (default: no limit)"})
+@task(
+    name="run-notebook",
+    positional=["path"],
+    help={
+        "path": "The notebook to execute",
+        "output": "Where to write the executed copy (default: NAME.executed.ipynb beside it)",
+        "timeout": "Seconds one cell may run (default: no limit)",
+    },
+)
 def run_notebook(c: Context, path: str, output: str = "", timeout: int = -1) -> None:
     """Execute a notebook headlessly in a fresh container; fails if a cell fails."""
     require_engine(c)
@@ -468,27 +580,47 @@ def run_notebook(c: Context, path: str, output: str = "", timeout: int = -1) -> 
     if not image_exists(c, image_ref(c)):
         build(c)
     result = c.run(
-        compose(c, "run", "--rm", "--no-deps", "-T", settings(c).service,
-                "jupyter", "nbconvert", "--to", "notebook", "--execute",
-                f"--ExecutePreprocessor.timeout={timeout}", project_path(str(source)),
-                "--output", project_path(str(target))),
-        warn=True, env=compose_env(c),
+        compose(
+            c,
+            "run",
+            "--rm",
+            "--no-deps",
+            "-T",
+            settings(c).service,
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            f"--ExecutePreprocessor.timeout={timeout}",
+            project_path(str(source)),
+            "--output",
+            project_path(str(target)),
+        ),
+        warn=True,
+        env=compose_env(c),
     )
     if not result.ok:
         raise Exit(f"{path} failed: a cell raised an error (traceback above).")
     print(f"Executed copy: {target}")
 
 
-@task(help={"local": "Run natively with the host's Poetry (e.g. Apple-Silicon GPUs via MPS, "
-                     "which containers cannot reach); without it, the same as `invoke up`"})
+@task(
+    help={
+        "local": "Run natively with the host's Poetry (e.g. Apple-Silicon GPUs via MPS, "
+        "which containers cannot reach); without it, the same as `invoke up`"
+    }
+)
 def lab(c: Context, local: bool = False) -> None:
     """Start JupyterLab: in the container (default) or natively from the same poetry.lock."""
     if not local:
         up(c)
         return
     if not shutil.which("poetry"):
-        raise Exit("Poetry is not installed on this machine: install it (`pipx install poetry`), "
-                   "or use `invoke up` to run in a container.")
+        raise Exit(
+            "Poetry is not installed on this machine: install it (`pipx install poetry`), "
+            "or use `invoke up` to run in a container."
+        )
     if not LOCK_FILE.exists():
         raise Exit("poetry.lock is missing: run `invoke lock` first, then commit it.")
     s = settings(c)
@@ -496,8 +628,11 @@ def lab(c: Context, local: bool = False) -> None:
     with c.cd(str(ROOT)):
         c.run("poetry install --with dev")
         print(f"JupyterLab: http://127.0.0.1:{s.port}/lab?token={token}")
-        c.run(cmd("poetry", "run", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={s.port}"),
-              env={"JUPYTER_TOKEN": token}, pty=sys.stdout.isatty())
+        c.run(
+            cmd("poetry", "run", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={s.port}"),
+            env={"JUPYTER_TOKEN": token},
+            pty=sys.stdout.isatty(),
+        )
 
 
 @task(help={"tag": "Version to push (default: the git tag at HEAD, else the short commit sha)"})
@@ -505,8 +640,10 @@ def push(c: Context, tag: str = "") -> None:
     """Tag the image with its version and `latest` and push both to labdock.registry."""
     s = settings(c)
     if not s.registry:
-        raise Exit("No registry configured: set labdock.registry in invoke.yaml (e.g. ghcr.io/acme), "
-                   "or run with INVOKE_LABDOCK_REGISTRY=ghcr.io/acme.")
+        raise Exit(
+            "No registry configured: set labdock.registry in invoke.yaml (e.g. ghcr.io/acme), "
+            "or run with INVOKE_LABDOCK_REGISTRY=ghcr.io/acme."
+        )
     require_engine(c)
     if not image_exists(c, image_ref(c)):
         build(c)
@@ -514,8 +651,12 @@ def push(c: Context, tag: str = "") -> None:
     host = s.registry.split("/")[0]
     user, password = os.environ.get("REGISTRY_USER"), os.environ.get("REGISTRY_PASSWORD")
     if user and password:
-        login = c.run(cmd("docker", "login", host, "--username", user, "--password-stdin"),
-                      in_stream=io.StringIO(password + "\n"), hide=True, warn=True)
+        login = c.run(
+            cmd("docker", "login", host, "--username", user, "--password-stdin"),
+            in_stream=io.StringIO(password + "\n"),
+            hide=True,
+            warn=True,
+        )
         if not login.ok:
             raise Exit(f"Login to {host} as {user} failed: check REGISTRY_USER and REGISTRY_PASSWORD.")
     for version_tag in (version, "latest"):
@@ -525,8 +666,10 @@ def push(c: Context, tag: str = "") -> None:
         if not result.ok:
             error = result.stderr.strip()
             if any(word in error.lower() for word in ("auth", "denied", "credentials", "login")):
-                raise Exit(f"{host} refused the push (not logged in or no permission): set "
-                           f"REGISTRY_USER and REGISTRY_PASSWORD, or run `docker login {host}`.")
+                raise Exit(
+                    f"{host} refused the push (not logged in or no permission): set "
+                    f"REGISTRY_USER and REGISTRY_PASSWORD, or run `docker login {host}`."
+                )
             raise Exit(f"Pushing {remote} failed: {error.splitlines()[-1] if error else 'see above'}")
         print(f"Pushed {remote}")
 
@@ -545,31 +688,55 @@ def doctor(c: Context) -> None:
 
     problem = engine_problem(c)
     version = c.run("docker version --format '{{.Server.Version}}'", hide=True, warn=True)
-    report(problem is None, f"Docker engine {version.stdout.strip() if version.ok else ''}".strip(),
-           problem or "")
+    report(
+        problem is None,
+        f"Docker engine {version.stdout.strip() if version.ok else ''}".strip(),
+        problem or "",
+    )
     composed = c.run("docker compose version --short", hide=True, warn=True)
-    report(composed.ok, f"Docker Compose {composed.stdout.strip()}".strip(),
-           "install the Compose plugin (Docker Desktop has it)")
+    report(
+        composed.ok,
+        f"Docker Compose {composed.stdout.strip()}".strip(),
+        "install the Compose plugin (Docker Desktop has it)",
+    )
     buildkit = c.run("docker buildx version", hide=True, warn=True)
-    report(buildkit.ok, "BuildKit (buildx)", "install the buildx plugin (Docker Desktop has it); "
-           "the Dockerfile's cache mounts need BuildKit")
+    report(
+        buildkit.ok,
+        "BuildKit (buildx)",
+        "install the buildx plugin (Docker Desktop has it); the Dockerfile's cache mounts need BuildKit",
+    )
     if problem is None:
         lock_issue = lock_problem(c)
         report(lock_issue is None, "poetry.lock matches pyproject.toml", lock_issue or "")
     else:
         report(False, "poetry.lock matches pyproject.toml", "needs the engine (see above)")
-    busy = not container_id(c) and port_in_use(s.bind, int(s.port)) if problem is None else port_in_use(s.bind, int(s.port))
-    report(not busy, f"port {s.port} on {s.bind} is free for JupyterLab",
-           "stop what uses it, or set INVOKE_LABDOCK_PORT / labdock.port")
-    report(bool(read_env_file().get("JUPYTER_TOKEN")), ".env holds a JupyterLab token",
-           "`invoke up` creates it", required=False)
+    ours = problem is None and bool(container_id(c))  # our own server may hold the port
+    busy = not ours and port_in_use(s.bind, int(s.port))
+    report(
+        not busy,
+        f"port {s.port} on {s.bind} is free for JupyterLab",
+        "stop what uses it, or set INVOKE_LABDOCK_PORT / labdock.port",
+    )
+    report(
+        bool(read_env_file().get("JUPYTER_TOKEN")),
+        ".env holds a JupyterLab token",
+        "`invoke up` creates it",
+        required=False,
+    )
     if s.gpu == "nvidia":
         runtimes = c.run("docker info --format '{{json .Runtimes}}'", hide=True, warn=True)
-        report(runtimes.ok and "nvidia" in runtimes.stdout, "NVIDIA container runtime",
-               "install the NVIDIA Container Toolkit and restart Docker")
+        report(
+            runtimes.ok and "nvidia" in runtimes.stdout,
+            "NVIDIA container runtime",
+            "install the NVIDIA Container Toolkit and restart Docker",
+        )
     free_gb = shutil.disk_usage(ROOT).free / 1e9
-    report(free_gb >= MIN_FREE_DISK_GB, f"{free_gb:.0f} GB free disk",
-           f"images need space: free at least {MIN_FREE_DISK_GB} GB", required=False)
+    report(
+        free_gb >= MIN_FREE_DISK_GB,
+        f"{free_gb:.0f} GB free disk",
+        f"images need space: free at least {MIN_FREE_DISK_GB} GB",
+        required=False,
+    )
     if failed:
         raise Exit("Some required checks failed: fix the lines marked [!!] above.")
 

