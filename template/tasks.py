@@ -33,6 +33,12 @@ GPU_COMPOSE_FILE = ROOT / "compose.gpu.yaml"
 CONTAINER_PORT = 8888  # inside the container; the host port is labdock.port
 WORKSPACE = "/workspace"  # where compose.yaml mounts the project
 MIN_FREE_DISK_GB = 10
+# What engines say when a GPU is requested but the NVIDIA runtime is missing.
+NVIDIA_ERRORS = (
+    "could not select device driver",
+    "unknown or invalid runtime name: nvidia",
+    "nvidia-container",
+)
 
 # Lowest-priority defaults; invoke.yaml and INVOKE_LABDOCK_* override them. The last two are
 # machine-specific (a company PyPI mirror, a TLS-intercepting proxy's CA), so they are not in
@@ -81,15 +87,16 @@ def host_ids() -> tuple[int, int]:
     return 1000, 1000  # Windows: Docker Desktop maps ownership itself
 
 
-def compose(c: Context, *args: object, gpu: bool = False) -> str:
-    files = ["-f", COMPOSE_FILE] + (["-f", GPU_COMPOSE_FILE] if gpu else [])
-    return cmd("docker", "compose", *files, *args)
-
-
-def compose_env(c: Context) -> dict[str, str]:
-    """The LABDOCK_* variables compose.yaml reads (its token comes from .env)."""
+def compose(c: Context, *args: object, gpu: bool = False, **run_kwargs):
+    """Run `docker compose ARGS` for this project, from any folder, with settings from invoke.yaml."""
     s = settings(c)
-    return {"LABDOCK_IMAGE": image_ref(c), "LABDOCK_PORT": str(s.port), "LABDOCK_BIND": s.bind}
+    files = ["-f", COMPOSE_FILE] + (["-f", GPU_COMPOSE_FILE] if gpu else [])
+    env = {"LABDOCK_IMAGE": image_ref(c), "LABDOCK_PORT": str(s.port), "LABDOCK_BIND": s.bind}
+    if not read_env_file().get("JUPYTER_TOKEN"):
+        # compose.yaml refuses to parse without a token; only `up` uses it, and `up` creates .env
+        # before it starts anything, so `down`, `ps`... may go on without one.
+        env["JUPYTER_TOKEN"] = "unused-without-env-file"
+    return c.run(cmd("docker", "compose", "--project-name", s.project, *files, *args), env=env, **run_kwargs)
 
 
 def read_env_file() -> dict[str, str]:
@@ -109,9 +116,13 @@ def ensure_token() -> str:
     if token:
         return token
     token = secrets.token_hex(32)
+    existing = ENV_FILE.read_text() if ENV_FILE.exists() else ""
+    separator = "\n" if existing and not existing.endswith("\n") else ""
     fd = os.open(ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a") as env_file:
-        env_file.write(f"# Created by `invoke up`. Keep it secret; never commit it.\nJUPYTER_TOKEN={token}\n")
+        env_file.write(
+            f"{separator}# Created by `invoke up`. Keep it secret; never commit it.\nJUPYTER_TOKEN={token}\n"
+        )
     os.chmod(ENV_FILE, 0o600)
     print(f"Created {ENV_FILE.name} with a new JupyterLab token.")
     return token
@@ -141,7 +152,7 @@ def image_exists(c: Context, ref: str) -> bool:
 
 def container_id(c: Context) -> str:
     """The running JupyterLab container's id, or '' when it is not running."""
-    result = c.run(compose(c, "ps", "-q", settings(c).service), hide=True, warn=True, env=compose_env(c))
+    result = compose(c, "ps", "-q", settings(c).service, hide=True, warn=True)
     return result.stdout.strip() if result.ok else ""
 
 
@@ -207,7 +218,7 @@ def poetry_in_container(c: Context, poetry_args: str, owned_files: list[str], **
     builder = build_builder(c)
     _, run_flags = index_args(c)
     uid, gid = host_ids()
-    script = f"poetry {poetry_args} && chown {uid}:{gid} {' '.join(owned_files)}"
+    script = f"poetry {poetry_args} && chown {uid}:{gid} {shlex.join(owned_files)}"
     return c.run(
         cmd(
             "docker",
@@ -263,16 +274,28 @@ def git_version(c: Context) -> str:
 
 def server_url(c: Context) -> str:
     """The URL of the running server, with its token."""
-    result = c.run(
-        compose(c, "port", settings(c).service, CONTAINER_PORT), hide=True, warn=True, env=compose_env(c)
-    )
+    result = compose(c, "port", settings(c).service, CONTAINER_PORT, hide=True, warn=True)
     address = result.stdout.strip().splitlines()[0] if result.ok and result.stdout.strip() else ""
     if not address:
         raise Exit("JupyterLab is not running: start it with `invoke up`.")
     host, _, port = address.rpartition(":")
     if host in ("0.0.0.0", "::", "[::]"):
         host = "127.0.0.1"
-    return f"http://{host}:{port}/lab?token={ensure_token()}"
+    return f"http://{host}:{port}/lab?token={server_token(c)}"
+
+
+def server_token(c: Context) -> str:
+    """The token the running server was started with (.env may have changed since)."""
+    cid = container_id(c)
+    result = c.run(
+        cmd("docker", "inspect", "--format", "{{range .Config.Env}}{{println .}}{{end}}", cid),
+        hide=True,
+        warn=True,
+    )
+    for line in result.stdout.splitlines() if result.ok else []:
+        if line.startswith("JUPYTER_TOKEN="):
+            return line.partition("=")[2]
+    return read_env_file().get("JUPYTER_TOKEN", "")
 
 
 def health(c: Context, cid: str) -> tuple[str, str]:
@@ -325,7 +348,7 @@ def wait_until_healthy(c: Context, timeout: float) -> None:
             code=130,
         ) from None
     progress(f"JupyterLab is {status or state} after {elapsed:.0f}s.", final=True)
-    c.run(compose(c, "logs", "--tail", "30", settings(c).service), warn=True, env=compose_env(c))
+    compose(c, "logs", "--tail", "30", settings(c).service, warn=True)
     if state == "running":
         raise Exit(
             f"JupyterLab did not become healthy within {timeout:.0f}s (last log lines above): fix the "
@@ -335,6 +358,13 @@ def wait_until_healthy(c: Context, timeout: float) -> None:
         f"JupyterLab stopped while starting (container {state}; last log lines above): fix the "
         "error they show, then `invoke up`."
     )
+
+
+def image_revision(c: Context) -> str:
+    """The git commit the local image was built from (its OCI revision label)."""
+    label = '{{index .Config.Labels "org.opencontainers.image.revision"}}'
+    result = c.run(cmd("docker", "image", "inspect", "--format", label, image_ref(c)), hide=True, warn=True)
+    return result.stdout.strip() if result.ok else ""
 
 
 def project_path(path: str) -> str:
@@ -414,7 +444,8 @@ def build(c: Context, no_cache: bool = False, pull: bool = False) -> None:
 
 @task(
     help={
-        "gpu": "Reserve the NVIDIA GPUs (adds compose.gpu.yaml; on by default when gpu: nvidia)",
+        "gpu": "Reserve the NVIDIA GPUs (adds compose.gpu.yaml); on by default when invoke.yaml "
+        "says gpu: nvidia, off for one run with INVOKE_LABDOCK_GPU=none",
         "build": "Rebuild the image first",
         "open": "Open JupyterLab in the browser once it is healthy",
     }
@@ -444,12 +475,10 @@ def up(c: Context, gpu: bool = False, build_: bool = False, open_: bool = False)
             "need this.",
             file=sys.stderr,
         )
-    result = c.run(
-        compose(c, "up", "--detach", "--no-build", gpu=gpu), warn=True, hide="stderr", env=compose_env(c)
-    )
+    result = compose(c, "up", "--detach", "--no-build", gpu=gpu, warn=True, hide="stderr")
     if not result.ok:
         error = result.stderr.strip()
-        if "nvidia" in error.lower() or "gpu" in error.lower():
+        if gpu and any(sign in error for sign in NVIDIA_ERRORS):
             raise Exit(
                 "The Docker engine has no NVIDIA GPU runtime: install the NVIDIA Container "
                 "Toolkit and restart Docker, or start without --gpu (and gpu: none)."
@@ -472,7 +501,7 @@ def up(c: Context, gpu: bool = False, build_: bool = False, open_: bool = False)
 def down(c: Context, volumes: bool = False) -> None:
     """Stop and remove the JupyterLab container (notebooks and data stay on the host)."""
     require_engine(c)
-    c.run(compose(c, "down", "--remove-orphans", *(["--volumes"] if volumes else [])), env=compose_env(c))
+    compose(c, "down", "--remove-orphans", *(["--volumes"] if volumes else []))
 
 
 @task(
@@ -481,11 +510,8 @@ def down(c: Context, volumes: bool = False) -> None:
 def logs(c: Context, follow: bool = False, tail: str = "all") -> None:
     """Show the JupyterLab server's output."""
     require_engine(c)
-    c.run(
-        compose(c, "logs", "--tail", tail, *(["--follow"] if follow else []), settings(c).service),
-        env=compose_env(c),
-        pty=follow and sys.stdout.isatty(),
-    )
+    follow_flag = ["--follow"] if follow else []
+    compose(c, "logs", "--tail", tail, *follow_flag, settings(c).service, pty=follow and sys.stdout.isatty())
 
 
 @task(help={"open": "Open the URL in the browser"})
@@ -504,7 +530,7 @@ def shell(c: Context) -> None:
     require_engine(c)
     if not container_id(c):
         raise Exit("JupyterLab is not running: start it with `invoke up`.")
-    c.run(compose(c, "exec", settings(c).service, "bash"), pty=True, warn=True, env=compose_env(c))
+    compose(c, "exec", settings(c).service, "bash", pty=True, warn=True)
 
 
 @task(
@@ -518,12 +544,8 @@ def exec_(c: Context, command: str) -> None:
     if not container_id(c):
         raise Exit("JupyterLab is not running: start it with `invoke up`.")
     tty = sys.stdin.isatty() and sys.stdout.isatty()
-    result = c.run(
-        compose(c, "exec", *([] if tty else ["-T"]), settings(c).service, "sh", "-c", command),
-        pty=tty,
-        warn=True,
-        env=compose_env(c),
-    )
+    no_tty = [] if tty else ["-T"]
+    result = compose(c, "exec", *no_tty, settings(c).service, "sh", "-c", command, pty=tty, warn=True)
     if not result.ok:
         raise Exit(code=result.exited)
 
@@ -553,7 +575,7 @@ def lock(c: Context, upgrade: bool = False) -> None:
 def add(c: Context, package: str, group: str = "") -> None:
     """Add a dependency to pyproject.toml and poetry.lock (Poetry in a container), then rebuild."""
     require_engine(c)
-    args = "add --lock " + quote(package) + (f" --group {quote(group)}" if group else "")
+    args = shlex.join(["add", "--lock", package, *(["--group", group] if group else [])])
     result = poetry_in_container(c, args, ["pyproject.toml", "poetry.lock"], warn=True)
     if not result.ok:
         raise Exit(f"poetry add {package} failed (output above): check the package name and version.")
@@ -579,26 +601,23 @@ def run_notebook(c: Context, path: str, output: str = "", timeout: int = -1) -> 
     ensure_token()
     if not image_exists(c, image_ref(c)):
         build(c)
-    result = c.run(
-        compose(
-            c,
-            "run",
-            "--rm",
-            "--no-deps",
-            "-T",
-            settings(c).service,
-            "jupyter",
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--execute",
-            f"--ExecutePreprocessor.timeout={timeout}",
-            project_path(str(source)),
-            "--output",
-            project_path(str(target)),
-        ),
+    result = compose(
+        c,
+        "run",
+        "--rm",
+        "--no-deps",
+        "-T",
+        settings(c).service,
+        "jupyter",
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        f"--ExecutePreprocessor.timeout={timeout}",
+        project_path(str(source)),
+        "--output",
+        project_path(str(target)),
         warn=True,
-        env=compose_env(c),
     )
     if not result.ok:
         raise Exit(f"{path} failed: a cell raised an error (traceback above).")
@@ -625,11 +644,26 @@ def lab(c: Context, local: bool = False) -> None:
         raise Exit("poetry.lock is missing: run `invoke lock` first, then commit it.")
     s = settings(c)
     token = ensure_token()
+    index_env = {}  # the same package-index settings as the container builds, for the host's Poetry
+    if s.pypi_mirror:
+        index_env["POETRY_PYPI_MIRROR_URL"] = s.pypi_mirror  # read by poetry-plugin-pypi-mirror
+    if s.ca_bundle:
+        index_env["REQUESTS_CA_BUNDLE"] = str(Path(s.ca_bundle).expanduser())
     with c.cd(str(ROOT)):
-        c.run("poetry install --with dev")
+        c.run("poetry install --with dev", env=index_env)
         print(f"JupyterLab: http://127.0.0.1:{s.port}/lab?token={token}")
+        allow_root = ["--allow-root"] if host_ids()[0] == 0 else []  # Jupyter refuses root otherwise
         c.run(
-            cmd("poetry", "run", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={s.port}"),
+            cmd(
+                "poetry",
+                "run",
+                "jupyter",
+                "lab",
+                "--no-browser",
+                "--ip=127.0.0.1",
+                f"--port={s.port}",
+                *allow_root,
+            ),
             env={"JUPYTER_TOKEN": token},
             pty=sys.stdout.isatty(),
         )
@@ -645,10 +679,12 @@ def push(c: Context, tag: str = "") -> None:
             "or run with INVOKE_LABDOCK_REGISTRY=ghcr.io/acme."
         )
     require_engine(c)
-    if not image_exists(c, image_ref(c)):
-        build(c)
     version = tag or git_version(c)
-    host = s.registry.split("/")[0]
+    if not image_exists(c, image_ref(c)) or image_revision(c) != git_output(c, "rev-parse", "HEAD"):
+        print("The image is missing or was built from another commit: building it first.")
+        build(c)
+    first = s.registry.split("/")[0]
+    host = first if ("." in first or ":" in first or first == "localhost") else "docker.io"
     user, password = os.environ.get("REGISTRY_USER"), os.environ.get("REGISTRY_PASSWORD")
     if user and password:
         login = c.run(
@@ -661,7 +697,7 @@ def push(c: Context, tag: str = "") -> None:
             raise Exit(f"Login to {host} as {user} failed: check REGISTRY_USER and REGISTRY_PASSWORD.")
     for version_tag in (version, "latest"):
         remote = f"{s.registry}/{s.image}:{version_tag}"
-        c.run(cmd("docker", "tag", image_ref(c), remote), hide=True)
+        c.run(cmd("docker", "tag", image_ref(c), remote), hide=True, warn=True)
         result = c.run(cmd("docker", "push", remote), warn=True, hide="stderr")
         if not result.ok:
             error = result.stderr.strip()
@@ -672,6 +708,41 @@ def push(c: Context, tag: str = "") -> None:
                 )
             raise Exit(f"Pushing {remote} failed: {error.splitlines()[-1] if error else 'see above'}")
         print(f"Pushed {remote}")
+
+
+@task(help={"vcs_ref": "Template version to update to (default: its latest release)"})
+def update(c: Context, vcs_ref: str = "") -> None:
+    """Pull the template's improvements into this project (`copier update`), then relock if needed."""
+    if not shutil.which("copier"):
+        raise Exit("Copier is not installed on this machine: `pipx install copier`, then retry.")
+    if git_output(c, "status", "--porcelain"):
+        raise Exit(
+            "The project has uncommitted changes: commit them first, so the update can merge "
+            "with them and `git diff` shows what it changed."
+        )
+    before = (ROOT / "pyproject.toml").read_bytes()
+    with c.cd(str(ROOT)):
+        c.run(
+            cmd(
+                "copier",
+                "update",
+                "--defaults",
+                "--trust",
+                "--conflict",
+                "inline",
+                *(["--vcs-ref", vcs_ref] if vcs_ref else []),
+            )
+        )
+    conflicted = git_output(c, "grep", "--untracked", "-l", "-e", "^<<<<<<< ")
+    if conflicted:
+        raise Exit(
+            f"The update conflicts with your edits in: {', '.join(conflicted.split())}. Resolve "
+            "the <<<<<<< / >>>>>>> blocks, commit, then run `invoke lock` if pyproject.toml changed."
+        )
+    if (ROOT / "pyproject.toml").read_bytes() != before:
+        print("The update changed pyproject.toml: relocking.")
+        lock(c)
+    print("Updated: review with `git diff`, then commit.")
 
 
 @task
@@ -741,5 +812,5 @@ def doctor(c: Context) -> None:
         raise Exit("Some required checks failed: fix the lines marked [!!] above.")
 
 
-ns = Collection(build, up, down, logs, url, shell, exec_, lock, add, run_notebook, lab, push, doctor)
+ns = Collection(build, up, down, logs, url, shell, exec_, lock, add, run_notebook, lab, push, update, doctor)
 ns.configure({"labdock": DEFAULTS})

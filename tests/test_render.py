@@ -8,6 +8,7 @@ hadolint finds no errors in the Dockerfile, and `invoke --list` lists every task
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,7 @@ TASKS = [
     "add",
     "run-notebook",
     "lab",
+    "update",
 ]
 
 MATRIX = [
@@ -201,3 +203,18 @@ def test_starter_notebook_imports_the_package(project):
     code = "".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
     assert f"import {package}" in code
     assert (root / "src" / package / "__init__.py").exists()
+
+
+def test_fresh_project_passes_its_own_precommit_hooks(tmp_path):
+    """What the generated CI's lint job runs: a new project must pass it untouched."""
+    root = render(tmp_path / "fresh", stack="pytorch")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    result = subprocess.run(
+        [tool("pre-commit"), "run", "--all-files"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home")},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

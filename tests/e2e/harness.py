@@ -139,7 +139,7 @@ def remove_project_state(project: Project) -> None:
     project.invoke("down", "--volumes", check=False)
     slug = project.answers["project_slug"]
     images = docker("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
-    doomed = [ref for ref in images if ref.split(":")[0].endswith(slug)]
+    doomed = [ref for ref in images if ref.rpartition(":")[0].endswith(slug)]
     if doomed:
         docker("rmi", "-f", *doomed, check=False)
     docker("volume", "rm", "-f", f"{slug}-poetry-cache", check=False)

@@ -1,0 +1,311 @@
+"""Every task and every failure on a real engine, each failure ending in one line and a non-zero exit.
+
+One project (stack minimal, Python 3.11: the fastest build) is locked and built once; the tests
+then run in file order against it. Failure messages are asserted on the last line the user sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+
+import pytest
+import requests
+
+from tests.e2e.harness import Project, Registry, docker, free_port, git_commit, record, remove_project_state
+from tests.rendering import render
+
+USER, PASSWORD = "labdock", "s3cret-Pa55word"
+
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def failure(project: Project, *args: str, env: dict | None = None) -> str:
+    """Run a task that must fail; returns the one line it ends with."""
+    result = project.invoke(*args, check=False, env=env)
+    assert result.returncode != 0, f"invoke {' '.join(args)} should have failed"
+    line = last_line(result)
+    record("failure messages", f"invoke {' '.join(args)}", line)
+    return line
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory):
+    registry = Registry(tmp_path_factory.mktemp("auth-registry"), users={USER: PASSWORD})
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="module")
+def project(engine, auth_registry, tmp_path_factory) -> Project:
+    answers = {
+        "project_name": "Task Tour",
+        "stack": "minimal",
+        "python_version": "3.11",
+        "jupyter_port": free_port(),
+        "registry": f"{auth_registry.address}/team",
+    }
+    root = render(tmp_path_factory.mktemp("tasks") / "tour", **answers)
+    answers.update(project_slug="task-tour", package_name="task_tour")
+    git_commit(root)
+    proj = Project(root, answers)
+    proj.invoke("lock")
+    git_commit(root, "Lock")
+    proj.invoke("build")
+    yield proj
+    remove_project_state(proj)
+
+
+def image(project: Project) -> str:
+    return f"{project.answers['project_slug']}:latest"
+
+
+def test_doctor_reports_a_ready_machine(project):
+    result = project.invoke("doctor")
+    for check in ("Docker engine", "Docker Compose", "BuildKit", "poetry.lock matches", "is free"):
+        assert any(line.startswith("[ok]") and check in line for line in result.stdout.splitlines()), check
+
+
+def test_no_engine(project):
+    bad = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    line = failure(project, "up", env=bad)
+    assert "No Docker engine reachable at unix:///nonexistent/docker.sock" in line
+    assert "DOCKER_HOST" in line
+    doctor = project.invoke("doctor", check=False, env=bad)
+    assert doctor.returncode != 0
+    assert "[!!] Docker engine" in doctor.stdout
+
+
+def test_port_already_taken(project):
+    port = project.answers["jupyter_port"]
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        line = failure(project, "up")
+        assert f"Port {port} on 127.0.0.1 is already in use" in line
+        assert "INVOKE_LABDOCK_PORT" in line
+        doctor = project.invoke("doctor", check=False)
+        assert doctor.returncode != 0 and f"[!!] port {port}" in doctor.stdout
+
+
+def test_gpu_requested_without_gpu_support(project):
+    line = failure(project, "up", "--gpu")
+    assert "no compose.gpu.yaml" in line and "gpu=nvidia" in line
+
+
+def test_gpu_requested_on_an_engine_without_nvidia_runtime(project, tmp_path):
+    gpu_project = render(tmp_path / "gpu", gpu="nvidia")
+    shutil.copy(gpu_project / "compose.gpu.yaml", project.root / "compose.gpu.yaml")
+    try:
+        line = failure(project, "up", "--gpu")
+        assert "no NVIDIA GPU runtime" in line and "NVIDIA Container Toolkit" in line
+    finally:
+        (project.root / "compose.gpu.yaml").unlink()
+        project.invoke("down")
+
+
+def test_server_never_healthy_times_out_with_its_logs(project):
+    result = project.invoke("up", check=False, env={"INVOKE_LABDOCK_HEALTHY_TIMEOUT": "2"})
+    assert result.returncode != 0
+    assert "lab-1  |" in result.stdout, "the last log lines should be shown"
+    line = last_line(result)
+    record("failure messages", "invoke up (never healthy within 2 s)", line)
+    assert "did not become healthy within 2s" in line
+    project.invoke("down")
+
+
+def test_stale_lock_is_refused(project):
+    pyproject = project.root / "pyproject.toml"
+    original = pyproject.read_text()
+    pyproject.write_text(
+        original.replace('"ipywidgets (>=8.1)",', '"ipywidgets (>=8.1)",\n    "six (>=1.16)",')
+    )
+    try:
+        line = failure(project, "build")
+        assert "poetry.lock is out of date with pyproject.toml: run `invoke lock`" in line
+    finally:
+        pyproject.write_text(original)
+
+
+def test_missing_lock_is_created_by_build(project):
+    lock = project.root / "poetry.lock"
+    saved = lock.read_text()
+    lock.unlink()
+    result = project.invoke("build")
+    assert "poetry.lock is missing: running `invoke lock` first." in result.stdout
+    assert (
+        tomllib.loads(lock.read_text())["metadata"]["content-hash"]
+        == (tomllib.loads(saved)["metadata"]["content-hash"])
+    )
+
+
+def test_build_labels_follow_the_revision(project):
+    (project.root / "notebooks" / "analysis.ipynb").write_text(notebook("print(1)"))
+    git_commit(project.root, "Add an analysis notebook")  # a new revision: the label must follow it
+    project.invoke("build")
+    labels = json.loads(docker("image", "inspect", image(project)).stdout)[0]["Config"]["Labels"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project.root, capture_output=True, text=True)
+    assert labels["org.opencontainers.image.revision"] == head.stdout.strip()
+
+
+def test_up_shell_exec_logs_url(project):
+    result = project.invoke("up", cwd=project.root / "src")  # from a subfolder
+    assert "JupyterLab is healthy" in result.stdout
+    shell = run_in_pty(project, ["shell"], "id -u; pwd; echo done-$((6*7)); exit\n")
+    assert str(os.getuid()) in shell and "/workspace" in shell and "done-42" in shell
+    assert project.invoke("exec", "test -w /workspace/notebooks").returncode == 0
+    assert project.invoke("exec", "exit 7", check=False).returncode == 7
+    assert "Jupyter Server" in project.invoke("logs", "--tail", "200").stdout
+    assert "/lab?token=" in project.invoke("url").stdout
+
+
+def run_in_pty(project: Project, args: list[str], keystrokes: str, timeout: float = 60) -> str:
+    """Run `invoke ARGS` on a pseudo-terminal, type keystrokes, return everything it printed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # child: become the invoke process
+        os.chdir(project.root)
+        os.execvpe(sys.executable, [sys.executable, "-m", "invoke", *args], os.environ)
+    output, deadline, typed = b"", time.monotonic() + timeout, False
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+        if not typed and (b"$ " in output or b"# " in output):  # a shell prompt
+            os.write(fd, keystrokes.encode())
+            typed = True
+    os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    print(text)
+    return text
+
+
+def test_run_notebook(project):
+    good = project.root / "notebooks" / "ok.ipynb"
+    bad = project.root / "notebooks" / "broken.ipynb"
+    good.write_text(notebook("import task_tour\nprint(task_tour.greet('ci'))"))
+    bad.write_text(notebook("print('before')\n1 / 0"))
+    project.invoke("run-notebook", "notebooks/ok.ipynb", "--output", "notebooks/ok.out.ipynb")
+    outputs = json.loads((project.root / "notebooks" / "ok.out.ipynb").read_text())["cells"][0]["outputs"]
+    assert "Hello, ci" in "".join(outputs[0]["text"])
+    result = project.invoke("run-notebook", "broken.ipynb", cwd=project.root / "notebooks", check=False)
+    assert result.returncode != 0
+    assert "ZeroDivisionError" in result.stdout + result.stderr
+    record("failure messages", "invoke run-notebook broken.ipynb", last_line(result))
+    assert "broken.ipynb failed: a cell raised an error" in last_line(result)
+
+
+def notebook(code: str) -> str:
+    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": code}
+    return json.dumps(
+        {
+            "cells": [cell],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    )
+
+
+def test_push_needs_credentials_then_pulls_back_by_digest(project, auth_registry):
+    line = failure(project, "push")
+    assert "REGISTRY_USER" in line and "REGISTRY_PASSWORD" in line
+    creds = {"REGISTRY_USER": USER, "REGISTRY_PASSWORD": PASSWORD}
+    try:
+        result = project.invoke("push", "--tag", "v1-test", env=creds)
+        assert PASSWORD not in result.stdout + result.stderr
+        repository = f"team/{project.answers['project_slug']}"
+        assert {"v1-test", "latest"} <= set(auth_registry.tags(repository, auth=(USER, PASSWORD)))
+        manifest = requests.head(
+            f"http://{auth_registry.address}/v2/{repository}/manifests/v1-test",
+            auth=(USER, PASSWORD),
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+            timeout=5,
+        )
+        digest = manifest.headers["Docker-Content-Digest"]
+        docker("pull", f"{auth_registry.address}/{repository}@{digest}")
+        record("task tour", "pushed and pulled back", f"{repository}@{digest[:19]}...")
+    finally:
+        docker("logout", auth_registry.address, check=False)
+
+
+def test_add_a_dependency_rebuilds(project):
+    project.invoke("add", "six")
+    pyproject = tomllib.loads((project.root / "pyproject.toml").read_text())
+    assert any(dep.startswith("six") for dep in pyproject["project"]["dependencies"])
+    assert "six" in {p["name"] for p in tomllib.loads((project.root / "poetry.lock").read_text())["package"]}
+    assert (project.root / "pyproject.toml").stat().st_uid == os.getuid()
+    docker("run", "--rm", image(project), "python", "-c", "import six")
+
+
+def test_lock_upgrade(project):
+    project.invoke("lock", "--upgrade")
+    assert "six" in (project.root / "poetry.lock").read_text()
+
+
+def test_lab_local_runs_natively_from_the_same_lock(project):
+    """The Apple-Silicon path: the host's Poetry installs the lock and runs JupyterLab natively."""
+    port = free_port()
+    # A user's shell: no active virtualenv (nox's would receive the packages), the venv in .venv/.
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    env.update(INVOKE_LABDOCK_PORT=str(port), POETRY_VIRTUALENVS_IN_PROJECT="true")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "lab", "--local"],
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        token = dict(
+            line.split("=", 1)
+            for line in (project.root / ".env").read_text().splitlines()
+            if "=" in line and not line.startswith("#")
+        )["JUPYTER_TOKEN"]
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read()
+            try:
+                response = requests.get(
+                    f"http://127.0.0.1:{port}/api/contents",
+                    timeout=2,
+                    headers={"Authorization": f"token {token}"},
+                )
+                if response.status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(2)
+        else:
+            pytest.fail("invoke lab --local did not answer within 600 s")
+        assert "notebooks" in {item["name"] for item in response.json()["content"]}
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_down_volumes_removes_container_and_state(project):
+    project.invoke("down", "--volumes")
+    slug = project.answers["project_slug"]
+    assert docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={slug}").stdout.strip() == ""
+    assert f"{slug}_jupyter-state" not in docker("volume", "ls", "--format", "{{.Name}}").stdout
