@@ -28,12 +28,26 @@ def record(project: str, figure: str, value: str) -> None:
 
 
 @dataclass
+class HostUser:
+    """A host account other than the test's own, with access to the engine's socket."""
+
+    uid: int
+    gid: int
+    groups: list[int]
+
+    def subprocess_args(self) -> dict:
+        return {"user": self.uid, "group": self.gid, "extra_groups": self.groups}
+
+
+@dataclass
 class Project:
     """A rendered project and the invoke command line run in it."""
 
     root: Path
     answers: dict
     env: dict = field(default_factory=dict)
+    python: str = sys.executable  # with invoke installed
+    user: HostUser | None = None  # run as this host user instead of the test's own
 
     @property
     def name(self) -> str:
@@ -49,11 +63,13 @@ class Project:
     ) -> subprocess.CompletedProcess:
         """Run `invoke ARGS` in the project like a user; echo its output into the test log."""
         started = time.monotonic()
+        as_user = self.user.subprocess_args() if self.user else {}
         result = subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
+            [self.python, "-m", "invoke", *args],
             cwd=cwd or self.root,
             env={**os.environ, **self.env, **(env or {})},
             stdin=subprocess.DEVNULL,
+            **as_user,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -51,7 +51,7 @@ def server(project) -> dict:
 
 def test_lock_writes_a_standard_lock_owned_by_the_user(project):
     result = project.invoke("lock")
-    record(project.name, "invoke lock (cold)", f"{result.seconds:.1f} s")
+    record(project.name, "invoke lock", f"{result.seconds:.1f} s")
     lock = project.root / "poetry.lock"
     data = tomllib.loads(lock.read_text())
     names = {package["name"] for package in data["package"]}
@@ -71,7 +71,7 @@ def test_build_labels_the_image(project):
     assert labels["org.opencontainers.image.revision"] == git_head(project)
     assert len(labels["dev.labdock.lock-sha256"]) == 64
     assert labels["org.opencontainers.image.created"].endswith("Z")
-    record(project.name, "invoke build (cold, after lock)", f"{result.seconds:.1f} s")
+    record(project.name, "invoke build (first for this project)", f"{result.seconds:.1f} s")
     record(project.name, "image size", f"{inspect['Size'] / 1e6:.0f} MB")
     assert (
         "poetry"
@@ -117,6 +117,23 @@ def test_notebook_written_on_the_host_is_listed(project, server):
         headers={"Authorization": f"token {server['token']}"},
     ).json()
     assert "from-host.ipynb" in {item["name"] for item in listing["content"]}
+
+
+def test_files_the_server_creates_belong_to_the_invoking_user(project, server):
+    """Run as root here (CI): the files must be root's; test_security.py runs as UID 1234."""
+    headers = {"Authorization": f"token {server['token']}"}
+    requests.put(
+        f"{server['base']}/api/contents/notebooks/by-server.ipynb",
+        headers=headers,
+        timeout=5,
+        json={
+            "type": "notebook",
+            "content": {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5},
+        },
+    ).raise_for_status()
+    created = project.root / "notebooks" / "by-server.ipynb"
+    assert (created.stat().st_uid, created.stat().st_gid) == (os.getuid(), os.getgid())
+    record(project.name, "server-created file owned by", f"uid {created.stat().st_uid} (invoking user)")
 
 
 def test_url_prints_the_same_url(project, server):
