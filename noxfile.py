@@ -50,18 +50,19 @@ def lint(session: nox.Session) -> None:
 def render(session: nox.Session) -> None:
     """Render the answer matrix and check every output with the real tools."""
     install(session, "render")
-    session.run("pytest", "tests/test_render.py", "tests/test_answers.py", *session.posargs)
+    tests = ["tests/test_render.py", "tests/test_answers.py", "tests/test_update.py"]
+    session.run("pytest", *(session.posargs or tests))
 
 
 @nox.session
 def tasks(session: nox.Session) -> None:
     """Unit tests of the generated tasks.py (no Docker)."""
     install(session, "render")
-    session.run("pytest", "tests/test_tasks.py", *session.posargs)
+    session.run("pytest", *(session.posargs or ["tests/test_tasks.py"]))
 
 
 @nox.session
 def e2e(session: nox.Session) -> None:
     """The workflow on a real Docker engine; fails (never skips) without one."""
     install(session, "e2e")
-    session.run("pytest", "tests/e2e", "-v", "-p", "no:cacheprovider", *session.posargs)
+    session.run("pytest", "-v", "-p", "no:cacheprovider", *(session.posargs or ["tests/e2e"]))

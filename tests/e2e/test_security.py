@@ -67,11 +67,21 @@ def project(engine) -> Project:
         [sys.executable, "-m", "pip", "install", "-q", "--target", str(site), "invoke==3.0.3"], check=True
     )
     home = base / "home"
-    home.mkdir()
+    # The user's own Docker client config, with the same CLI plugins (compose, buildx) as ours.
+    plugins = home / ".docker" / "cli-plugins"
+    plugins.mkdir(parents=True)
+    ours = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "cli-plugins"
+    for plugin in ours.glob("docker-*"):
+        (plugins / plugin.name).symlink_to(plugin.resolve())
     for path in (root, home):
         for item in [path, *path.rglob("*")]:
-            os.chown(item, uid, gid)
-    env = {"HOME": str(home), "PYTHONPATH": str(site), "PATH": "/usr/local/bin:/usr/bin:/bin"}
+            os.chown(item, uid, gid, follow_symlinks=False)
+    env = {
+        "HOME": str(home),
+        "DOCKER_CONFIG": str(home / ".docker"),
+        "PYTHONPATH": str(site),
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+    }
     proj = Project(
         root,
         answers,
