@@ -11,6 +11,7 @@ import os
 import pty
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -260,48 +261,53 @@ def test_lock_upgrade(project):
     assert "six" in (project.root / "poetry.lock").read_text()
 
 
-def test_lab_local_runs_natively_from_the_same_lock(project):
+def test_lab_local_runs_natively_from_the_same_lock(project, tmp_path):
     """The Apple-Silicon path: the host's Poetry installs the lock and runs JupyterLab natively."""
     port = free_port()
     # A user's shell: no active virtualenv (nox's would receive the packages), the venv in .venv/.
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
     env.update(INVOKE_LABDOCK_PORT=str(port), POETRY_VIRTUALENVS_IN_PROJECT="true")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "lab", "--local"],
-        cwd=project.root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path / "lab-local.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "lab", "--local"],
+            cwd=project.root,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: invoke, poetry and jupyter stop together
+        )
     try:
-        token = dict(
-            line.split("=", 1)
-            for line in (project.root / ".env").read_text().splitlines()
-            if "=" in line and not line.startswith("#")
-        )["JUPYTER_TOKEN"]
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            assert process.poll() is None, process.stdout.read()
+        deadline, answered = time.monotonic() + 600, None
+        while time.monotonic() < deadline and answered is None:
+            assert process.poll() is None, log.read_text()
+            time.sleep(2)
+            token = read_token(project)  # `invoke lab` creates .env when missing
             try:
                 response = requests.get(
                     f"http://127.0.0.1:{port}/api/contents",
                     timeout=2,
                     headers={"Authorization": f"token {token}"},
                 )
-                if response.status_code == 200:
-                    break
+                answered = response if response.status_code == 200 else None
             except requests.ConnectionError:
-                time.sleep(2)
-        else:
-            pytest.fail("invoke lab --local did not answer within 600 s")
-        assert "notebooks" in {item["name"] for item in response.json()["content"]}
+                pass
+        assert answered is not None, f"invoke lab --local did not answer within 600 s:\n{log.read_text()}"
+        assert "notebooks" in {item["name"] for item in answered.json()["content"]}
     finally:
-        process.terminate()
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(30)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def read_token(project: Project) -> str:
+    env_file = project.root / ".env"
+    lines = env_file.read_text().splitlines() if env_file.exists() else []
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#")).get(
+        "JUPYTER_TOKEN", ""
+    )
 
 
 def test_down_volumes_removes_container_and_state(project):
