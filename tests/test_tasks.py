@@ -37,12 +37,12 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from unittest.mock import DEFAULT
 
-import copier
 import pytest
 import yaml
 from invoke import Config, Exit, MockContext, Result
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.rendering import render
+
 ANSWERS = {"project_name": "Unit Demo", "registry": "127.0.0.1:5000/team"}
 ENGINE_CHECK = "docker version --format '{{.Server.Version}}'"
 LOCK_CONTENT = "# poetry.lock of the unit tests\n"
@@ -155,17 +155,7 @@ class Tty:
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dst = tmp_path_factory.mktemp("rendered") / "unit-demo"
-    copier.run_copy(
-        src_path=str(REPO),
-        dst_path=str(dst),
-        data=ANSWERS,
-        defaults=True,
-        unsafe=True,
-        vcs_ref="HEAD",
-        quiet=True,
-    )
-    return dst
+    return render(tmp_path_factory.mktemp("rendered") / "unit-demo", **ANSWERS)
 
 
 @pytest.fixture

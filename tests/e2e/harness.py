@@ -136,6 +136,30 @@ class Registry:
         self.process.wait(10)
 
 
+def notebook(*code_cells: str) -> dict:
+    """A notebook (nbformat 4.5) with these code cells, as the contents API and .ipynb files hold it."""
+    cells = [
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": code}
+        for code in code_cells
+    ]
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return {"cells": cells, "metadata": {"kernelspec": kernelspec}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def read_token(root: Path) -> str:
+    """The JupyterLab token in the project's .env ('' while there is none)."""
+    env_file = root / ".env"
+    lines = env_file.read_text().splitlines() if env_file.exists() else []
+    values = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    return values.get("JUPYTER_TOKEN", "")
+
+
+def git_head(root: Path) -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def git_commit(root: Path, message: str = "Initial commit") -> None:
     env = {
         **os.environ,

@@ -23,7 +23,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.harness import HostUser, Project, docker, free_port, record, remove_project_state
+from tests.e2e.harness import (
+    HostUser,
+    Project,
+    docker,
+    free_port,
+    notebook,
+    read_token,
+    record,
+    remove_project_state,
+)
 from tests.rendering import render
 
 UID = GID = 1234
@@ -98,11 +107,8 @@ def project(engine) -> Project:
 @pytest.fixture(scope="module")
 def server(project) -> dict:
     project.invoke("up")
-    token = dict(
-        line.split("=", 1)
-        for line in (project.root / ".env").read_text().splitlines()
-        if "=" in line and not line.startswith("#")
-    )["JUPYTER_TOKEN"]
+    token = read_token(project.root)
+    assert token, "invoke up left no token in .env"
     return {"base": f"http://127.0.0.1:{project.answers['jupyter_port']}", "token": token}
 
 
@@ -167,10 +173,7 @@ def test_files_the_server_creates_belong_to_the_host_user(project, server):
             server,
             "PUT",
             "/api/contents/notebooks/saved.ipynb",
-            json={
-                "type": "notebook",
-                "content": {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5},
-            },
+            json={"type": "notebook", "content": notebook()},
         ),
         api(server, "POST", "/api/contents/notebooks", json={"type": "notebook"}),
         api(server, "POST", "/api/contents/notebooks", json={"type": "directory"}),

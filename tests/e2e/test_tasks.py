@@ -21,7 +21,18 @@ import tomllib
 import pytest
 import requests
 
-from tests.e2e.harness import Project, Registry, docker, free_port, git_commit, record, remove_project_state
+from tests.e2e.harness import (
+    Project,
+    Registry,
+    docker,
+    free_port,
+    git_commit,
+    git_head,
+    notebook,
+    read_token,
+    record,
+    remove_project_state,
+)
 from tests.rendering import render
 
 USER, PASSWORD = "labdock", "s3cret-Pa55word"
@@ -153,12 +164,11 @@ def test_missing_lock_is_created_by_build(project):
 
 
 def test_build_labels_follow_the_revision(project):
-    (project.root / "notebooks" / "analysis.ipynb").write_text(notebook("print(1)"))
+    (project.root / "notebooks" / "analysis.ipynb").write_text(json.dumps(notebook("print(1)")))
     git_commit(project.root, "Add an analysis notebook")  # a new revision: the label must follow it
     project.invoke("build")
     labels = json.loads(docker("image", "inspect", image(project)).stdout)[0]["Config"]["Labels"]
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project.root, capture_output=True, text=True)
-    assert labels["org.opencontainers.image.revision"] == head.stdout.strip()
+    assert labels["org.opencontainers.image.revision"] == git_head(project.root)
 
 
 def test_up_shell_exec_logs_url(project):
@@ -201,8 +211,8 @@ def run_in_pty(project: Project, args: list[str], keystrokes: str, timeout: floa
 def test_run_notebook(project):
     good = project.root / "notebooks" / "ok.ipynb"
     bad = project.root / "notebooks" / "broken.ipynb"
-    good.write_text(notebook("import task_tour\nprint(task_tour.greet('ci'))"))
-    bad.write_text(notebook("print('before')\n1 / 0"))
+    good.write_text(json.dumps(notebook("import task_tour\nprint(task_tour.greet('ci'))")))
+    bad.write_text(json.dumps(notebook("print('before')\n1 / 0")))
     project.invoke("run-notebook", "notebooks/ok.ipynb", "--output", "notebooks/ok.out.ipynb")
     outputs = json.loads((project.root / "notebooks" / "ok.out.ipynb").read_text())["cells"][0]["outputs"]
     assert "Hello, ci" in "".join(outputs[0]["text"])
@@ -211,18 +221,6 @@ def test_run_notebook(project):
     assert "ZeroDivisionError" in result.stdout + result.stderr
     record("failure messages", "invoke run-notebook broken.ipynb", last_line(result))
     assert "broken.ipynb failed: a cell raised an error" in last_line(result)
-
-
-def notebook(code: str) -> str:
-    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": code}
-    return json.dumps(
-        {
-            "cells": [cell],
-            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-            "nbformat": 4,
-            "nbformat_minor": 5,
-        }
-    )
 
 
 def test_push_needs_credentials_then_pulls_back_by_digest(project, auth_registry):
@@ -282,7 +280,7 @@ def test_lab_local_runs_natively_from_the_same_lock(project, tmp_path):
         while time.monotonic() < deadline and answered is None:
             assert process.poll() is None, log.read_text()
             time.sleep(2)
-            token = read_token(project)  # `invoke lab` creates .env when missing
+            token = read_token(project.root)  # `invoke lab` creates .env when missing
             try:
                 response = requests.get(
                     f"http://127.0.0.1:{port}/api/contents",
@@ -300,14 +298,6 @@ def test_lab_local_runs_natively_from_the_same_lock(project, tmp_path):
             process.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-
-
-def read_token(project: Project) -> str:
-    env_file = project.root / ".env"
-    lines = env_file.read_text().splitlines() if env_file.exists() else []
-    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#")).get(
-        "JUPYTER_TOKEN", ""
-    )
 
 
 def test_down_volumes_removes_container_and_state(project):

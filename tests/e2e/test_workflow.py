@@ -9,13 +9,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import tomllib
 
 import pytest
 import requests
 
-from tests.e2e.harness import Project, docker, free_port, git_commit, record, remove_project_state
+from tests.e2e.harness import (
+    Project,
+    docker,
+    free_port,
+    git_commit,
+    git_head,
+    notebook,
+    record,
+    remove_project_state,
+)
 from tests.rendering import render
 
 PROJECTS = [
@@ -68,7 +76,7 @@ def test_build_labels_the_image(project):
     image = f"{project.answers['project_slug']}:latest"
     inspect = json.loads(docker("image", "inspect", image).stdout)[0]
     labels = inspect["Config"]["Labels"]
-    assert labels["org.opencontainers.image.revision"] == git_head(project)
+    assert labels["org.opencontainers.image.revision"] == git_head(project.root)
     assert len(labels["dev.labdock.lock-sha256"]) == 64
     assert labels["org.opencontainers.image.created"].endswith("Z")
     record(project.name, "invoke build (first for this project)", f"{result.seconds:.1f} s")
@@ -77,12 +85,6 @@ def test_build_labels_the_image(project):
         "poetry"
         not in docker("run", "--rm", "--entrypoint", "sh", image, "-c", "ls /opt /usr/local/bin").stdout
     ), "Poetry leaked into the runtime image"
-
-
-def git_head(project: Project) -> str:
-    return subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=project.root, capture_output=True, text=True, check=True
-    ).stdout.strip()
 
 
 def test_api_answers_and_requires_the_token(project, server):
@@ -109,8 +111,7 @@ def test_exec_imports_the_package_and_passes_exit_codes(project, server):
 
 
 def test_notebook_written_on_the_host_is_listed(project, server):
-    notebook = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-    (project.root / "notebooks" / "from-host.ipynb").write_text(json.dumps(notebook))
+    (project.root / "notebooks" / "from-host.ipynb").write_text(json.dumps(notebook()))
     listing = requests.get(
         f"{server['base']}/api/contents/notebooks",
         timeout=5,
@@ -126,10 +127,7 @@ def test_files_the_server_creates_belong_to_the_invoking_user(project, server):
         f"{server['base']}/api/contents/notebooks/by-server.ipynb",
         headers=headers,
         timeout=5,
-        json={
-            "type": "notebook",
-            "content": {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5},
-        },
+        json={"type": "notebook", "content": notebook()},
     ).raise_for_status()
     created = project.root / "notebooks" / "by-server.ipynb"
     assert (created.stat().st_uid, created.stat().st_gid) == (os.getuid(), os.getgid())
@@ -144,7 +142,7 @@ def test_url_prints_the_same_url(project, server):
 def test_push_reaches_the_registry(project, server, registry):
     result = project.invoke("push")
     repository = f"labdock/{project.answers['project_slug']}"
-    sha = git_head(project)[:7]
+    sha = git_head(project.root)[:7]
     assert set(registry.tags(repository)) >= {sha, "latest"}
     record(project.name, "pushed", f"{registry.address}/{repository}:{sha} ({result.seconds:.1f} s)")
 
