@@ -5,6 +5,7 @@ Sessions, cheapest first:
   render  copier copy over a matrix of answers, checked with compose, hadolint, actionlint, invoke
   tasks   unit tests of the generated tasks.py with invoke.MockContext
   e2e     a real Docker engine (DOCKER_HOST): lock, build, up, HTTP, exec, push, down
+  bench   not run by default: labdock against the common Poetry recipe (bench/benchmark.py)
 """
 
 from __future__ import annotations
@@ -66,3 +67,10 @@ def e2e(session: nox.Session) -> None:
     """The workflow on a real Docker engine; fails (never skips) without one."""
     install(session, "e2e")
     session.run("pytest", "-v", "-p", "no:cacheprovider", *(session.posargs or ["tests/e2e"]))
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Build speed, image size and start-up against the baseline recipe; prunes the build cache."""
+    install(session, "e2e")
+    session.run("python", "bench/benchmark.py", *session.posargs)

@@ -1,35 +1,42 @@
-"""Benchmark labdock's image build against a naive single-stage Dockerfile, in the same run.
+"""Benchmark labdock against the common single-stage Poetry recipe, side by side in one run.
 
-    python3 bench/benchmark.py [--stack minimal] [--python 3.11] [--out bench/results.md] [--no-prune]
+    nox -s bench                 # or: python bench/benchmark.py [--runs 3] [--stack scipy] [--python 3.13]
 
-Renders a project into a temporary folder, then times three builds per variant (first/cold build,
-rebuild after a src/ edit, rebuild after a new dependency), and reports sizes, ratios, whether
-Poetry is left in the image and which user the runtime runs as. Package-index settings come from
-the environment (INVOKE_LABDOCK_PYPI_MIRROR, INVOKE_LABDOCK_CA_BUNDLE), for both variants alike.
-Without --no-prune it runs `docker builder prune -af` before each variant's first build: only on
-an engine that nothing else uses.
+Renders one project (stack scipy by default), locks it once, and copies it into a second folder
+with the baseline Dockerfile: Poetry installed with pip into the base image's system Python,
+`poetry config virtualenvs.create false`, `poetry install`, no cache mounts, one stage (the recipe
+of most tutorials). Both use the same base image, pyproject.toml, poetry.lock and package-index
+settings (INVOKE_LABDOCK_PYPI_MIRROR / INVOKE_LABDOCK_CA_BUNDLE, as on a company network).
+
+Each run, for both: cold build (`docker builder prune -af` first: the base image stays), image
+size, rebuild after editing src/ and notebooks/, rebuild after adding a dependency (tqdm; the lock
+is updated untimed), start-up to healthy (and a bare JupyterLab start in the same image), and what a
+user feels: from "add a package" (tabulate) until it imports in the running JupyterLab. labdock
+alone: `copier copy` and `invoke --list` times. Medians over the runs go to bench/results.md and
+bench/results.json. It prunes the engine's build cache: run it on an engine nothing else uses.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
+import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
+import urllib.request
 from pathlib import Path
 
-import copier
-
 REPO = Path(__file__).resolve().parents[1]
-LABDOCK, BUILDER, NAIVE = "bench:latest", "bench:builder", "bench-naive"  # slug "bench" from "Bench"
-CACHE_VOLUME = "bench-poetry-cache"  # created by `invoke lock`
-NEW_DEPENDENCY = '    "six (>=1.16)",\n'
-MODULE = "src/bench/__init__.py"  # package "bench"
+SLUG = "bench"  # from project_name "Bench"; also the image name
+BASELINE = "bench-baseline:latest"
+PORT, BASELINE_PORT, BARE_PORT = 18801, 18802, 18803
+TOKEN = "benchmark-token"
 INVOKE = [sys.executable, "-m", "invoke"]
 # Official python:X-slim images have pip: this does nothing there. Debian-built stand-ins for them
 # (as on labdock's CI machine) have only pip's wheel, which can run and install itself.
@@ -37,203 +44,305 @@ PIP_GUARD = (
     "RUN command -v pip || { whl=$(ls /usr/share/python-wheels/pip-*.whl) "
     '&& python "$whl/pip" install --no-index "$whl"; }\n'
 )
-created: set[str] = set()  # ids of the images this run built: removed at the end if left untagged
 
 
-def sh(*args: object, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command with this environment plus BuildKit; on failure show its output and stop."""
+def sh(*args: object, cwd: Path | None = None, check: bool = True, env: dict | None = None):
+    """Run a command; on failure show its output and stop."""
     argv = [str(arg) for arg in args]
-    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        argv,
+        cwd=cwd,
+        env={**os.environ, "DOCKER_BUILDKIT": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     if check and result.returncode:
         print(result.stdout[-3000:], result.stderr[-3000:], sep="\n", file=sys.stderr)
         raise SystemExit(f"Failed (exit {result.returncode}): {' '.join(argv)}")
     return result
 
 
-def timed(*args: object, cwd: Path) -> float:
+def timed(what: str, action) -> float:
     start = time.monotonic()
-    sh(*args, cwd=cwd)
+    action()
     seconds = time.monotonic() - start
-    for ref in (LABDOCK, BUILDER, NAIVE):
-        found = sh("docker", "image", "inspect", "-f", "{{.Id}}", ref, check=False)
-        created.update([found.stdout.strip()] if found.returncode == 0 else [])
-    print(f"  {seconds:7.1f}s  {' '.join(str(arg) for arg in args)}", flush=True)
+    print(f"  {seconds:7.1f}s  {what}", flush=True)
     return seconds
 
 
-def naive_files(py: str) -> tuple[str, list[str]]:
-    """The "seed article" Dockerfile, with this network's package-index settings if any."""
+def index_settings() -> tuple[list[str], dict]:
+    """This machine's package-index settings: build flags, and env for Poetry in a container."""
     mirror, bundle = os.environ.get("INVOKE_LABDOCK_PYPI_MIRROR"), os.environ.get("INVOKE_LABDOCK_CA_BUNDLE")
-    arg, mount, exports, flags = "", "", [], []
+    flags, env = [], {}
     if mirror:
-        arg = "ARG PYPI_MIRROR_URL\n"
-        exports += ["POETRY_PYPI_MIRROR_URL=$PYPI_MIRROR_URL", "PIP_INDEX_URL=$PYPI_MIRROR_URL"]
         flags += ["--build-arg", f"PYPI_MIRROR_URL={mirror}"]
+        env |= {"POETRY_PYPI_MIRROR_URL": mirror, "PIP_INDEX_URL": mirror}
     if bundle:
+        bundle = str(Path(bundle).expanduser().resolve())
+        flags += ["--secret", f"id=ca_bundle,src={bundle}"]
+        env |= {"REQUESTS_CA_BUNDLE": "/run/secrets/ca_bundle", "PIP_CERT": "/run/secrets/ca_bundle"}
+    return flags, env
+
+
+def baseline_dockerfile(python: str, index_env: dict) -> str:
+    """The tutorial recipe. The index lines only carry this network's mirror and CA bundle."""
+    exports, mount = [], ""
+    if "PIP_INDEX_URL" in index_env:
+        exports += ["PIP_INDEX_URL=$PYPI_MIRROR_URL", "POETRY_PYPI_MIRROR_URL=$PYPI_MIRROR_URL"]
+    if "PIP_CERT" in index_env:
         mount = "--mount=type=secret,id=ca_bundle "
         exports += ["PIP_CERT=/run/secrets/ca_bundle", "REQUESTS_CA_BUNDLE=/run/secrets/ca_bundle"]
-        flags += ["--secret", f"id=ca_bundle,src={Path(bundle).expanduser().resolve()}"]
-    export = f"export {' '.join(exports)} && " if exports else ""
-    dockerfile = (
-        f"FROM python:{py}-slim\n{PIP_GUARD}WORKDIR /app\nCOPY . .\n{arg}"
-        f"RUN {mount}{export}pip install poetry==2.5.1 poetry-plugin-pypi-mirror==0.6.5 \\\n"
-        "    && poetry config virtualenvs.create false && poetry install --no-root --with dev\n"
-        "CMD jupyter lab --ip=0.0.0.0 --allow-root --no-browser\n"
+    prefix = mount + (f"export {' '.join(exports)} && " if exports else "")
+    plugin = " poetry-plugin-pypi-mirror==0.6.5" if "PIP_INDEX_URL" in index_env else ""
+    return (
+        f"FROM python:{python}-slim\n{PIP_GUARD}ARG PYPI_MIRROR_URL\n"
+        f"RUN {prefix}pip install poetry==2.5.1{plugin}\n"
+        "RUN poetry config virtualenvs.create false\n"
+        "WORKDIR /app\n"
+        "COPY pyproject.toml poetry.lock ./\n"
+        f"RUN {prefix}poetry install --no-root --all-groups\n"
+        "COPY . .\n"
+        "EXPOSE 8888\n"
+        'CMD ["jupyter", "lab", "--ip=0.0.0.0", "--allow-root", "--no-browser"]\n'
     )
-    return dockerfile, flags
 
 
-def go_cold(prune: bool) -> None:
-    sh("docker", "image", "rm", LABDOCK, BUILDER, NAIVE, check=False)  # by tag: never another's image
-    if prune:
+def answers_api(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=2) as response:
+            return response.status == 200
+    except Exception:
+        return False
+
+
+def wait_for_api(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not answers_api(port):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"Nothing answered on port {port} within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def wait_for_import(container: str, module: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while sh("docker", "exec", container, "python", "-c", f"import {module}", check=False).returncode:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{module} did not become importable in {container}")
+        time.sleep(0.1)
+
+
+def start_container(image: str, name: str, port: int, workdir: Path | None = None) -> None:
+    sh("docker", "rm", "-f", name, check=False)
+    mount = ["-v", f"{workdir}:/app"] if workdir else []
+    sh("docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8888", "-e", f"JUPYTER_TOKEN={TOKEN}",
+       *mount, image)  # fmt: skip
+    wait_for_api(port)
+
+
+def add_to_pyproject(pyproject: Path, requirement: str) -> None:
+    text = pyproject.read_text()
+    pyproject.write_text(text.replace("dependencies = []", f'dependencies = ["{requirement}"]', 1))
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        self.args, self.tmp = args, tmp
+        self.project, self.base = tmp / "labdock" / SLUG, tmp / "baseline"
+        self.flags, self.index_env = index_settings()
+        self.env = {"INVOKE_LABDOCK_PORT": str(PORT)}
+        self.figures: dict[str, dict[str, list[float]]] = {}
+
+    def record(self, figure: str, variant: str, value: float) -> None:
+        self.figures.setdefault(figure, {}).setdefault(variant, []).append(value)
+
+    def invoke(self, *args: str) -> None:
+        sh(*INVOKE, *args, cwd=self.project, env=self.env)
+
+    def copier_copy(self, dest: Path) -> None:
+        data = {"project_name": "Bench", "stack": self.args.stack, "python_version": self.args.python}
+        flags = [f"--data={key}={value}" for key, value in data.items()]
+        sh("copier", "copy", "--trust", "--defaults", "--vcs-ref=HEAD", "--quiet", *flags, REPO, dest)
+
+    def prepare(self) -> None:
+        for run in range(self.args.runs):
+            dest = self.tmp / f"copy-{run}"
+            self.record("copier copy", "labdock", timed("copier copy", lambda d=dest: self.copier_copy(d)))
+        shutil.copytree(self.tmp / "copy-0", self.project, symlinks=True)
+        for _ in range(self.args.runs):
+            self.record("invoke --list", "labdock", timed("invoke --list", lambda: self.invoke("--list")))
+        self.invoke("lock")
+        sh("git", "add", "-A", cwd=self.project)
+        identity = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+        sh("git", *identity, "commit", "-qm", "lock", cwd=self.project)
+        self.base.mkdir()
+        for name in ("pyproject.toml", "poetry.lock", "src", "notebooks", "data"):
+            source = self.project / name
+            (shutil.copytree if source.is_dir() else shutil.copy)(source, self.base / name)
+        (self.base / "Dockerfile").write_text(baseline_dockerfile(self.args.python, self.index_env))
+        (self.base / ".dockerignore").write_text(".git\n")
+
+    def reset_files(self) -> None:
+        """Back to the locked state of the rendered project, in both folders."""
+        sh("git", "checkout", "--", ".", cwd=self.project)
+        for name in ("pyproject.toml", "poetry.lock"):
+            shutil.copy(self.project / name, self.base / name)
+
+    def build_baseline(self) -> None:
+        sh("docker", "build", "-t", BASELINE, *self.flags, ".", cwd=self.base)
+
+    def lock_baseline(self) -> None:
+        """The baseline user's lock: Poetry from their image, on the project folder."""
+        env = [item for key, value in self.index_env.items() for item in ("-e", f"{key}={value}")]
+        bundle = os.environ.get("INVOKE_LABDOCK_CA_BUNDLE")
+        mount = ["-v", f"{Path(bundle).resolve()}:/run/secrets/ca_bundle:ro"] if bundle else []
+        sh("docker", "run", "--rm", "-v", f"{self.base}:/app", *env, *mount, BASELINE, "poetry", "lock")
+
+    def run_once(self) -> None:
+        self.reset_files()
+        self.invoke("down")
+        sh("docker", "rm", "-f", "bench-baseline", "bench-bare", check=False)
+        sh("docker", "image", "rm", f"{SLUG}:latest", f"{SLUG}:builder", BASELINE, check=False)
         sh("docker", "builder", "prune", "-af")
+        self.record("cold build", "labdock", timed("labdock cold build", lambda: self.invoke("build")))
+        self.record("cold build", "baseline", timed("baseline cold build", self.build_baseline))
+        for variant, image in (("labdock", f"{SLUG}:latest"), ("baseline", BASELINE)):
+            size = int(sh("docker", "image", "inspect", "-f", "{{.Size}}", image).stdout) / 1e6
+            self.record("image size (MB)", variant, size)
+
+        for folder in (self.project, self.base):  # one edit in src/, one in notebooks/
+            module = folder / "src" / SLUG / "__init__.py"
+            module.write_text(module.read_text() + "\nEDITED = True\n")
+            notebook = folder / "notebooks" / "getting-started.ipynb"
+            notebook.write_text(notebook.read_text().replace('"# ', '"# Edited: ', 1))
+        figure = "rebuild after editing src/ and notebooks/"
+        self.record(figure, "labdock", timed("labdock rebuild after edits", lambda: self.invoke("build")))
+        self.record(figure, "baseline", timed("baseline rebuild after edits", self.build_baseline))
+
+        self.record("up to healthy", "labdock", timed("labdock `invoke up`", lambda: self.invoke("up")))
+        image = f"{SLUG}:latest"
+        bare = timed("bare JupyterLab start", lambda: start_container(image, "bench-bare", BARE_PORT))
+        self.record("bare JupyterLab start (same image)", "labdock", bare)
+        sh("docker", "rm", "-f", "bench-bare")
+        start = timed("baseline start", lambda: start_container(BASELINE, "bench-baseline", BASELINE_PORT))
+        self.record("up to healthy", "baseline", start)
+        # The edited module is live in the running server without any rebuild.
+        live = sh(*INVOKE, "exec", f"python -c 'import {SLUG}; print({SLUG}.EDITED)'", cwd=self.project)
+        assert live.stdout.strip().endswith("True"), live.stdout
+
+        figure = "rebuild after adding a dependency"
+        add_to_pyproject(self.project / "pyproject.toml", "tqdm (>=4.66)")
+        self.invoke("lock")
+        for name in ("pyproject.toml", "poetry.lock"):
+            shutil.copy(self.project / name, self.base / name)
+        self.record(figure, "labdock", timed("labdock rebuild, tqdm added", lambda: self.invoke("build")))
+        self.record(figure, "baseline", timed("baseline rebuild, tqdm added", self.build_baseline))
+
+        figure = "add a package until it imports in the running JupyterLab"
+
+        def labdock_add() -> None:
+            self.invoke("add", "tabulate")
+            cid = sh(*INVOKE, "exec", "hostname", cwd=self.project).stdout.strip()
+            wait_for_import(cid, "tabulate")
+
+        def baseline_add() -> None:
+            add_to_pyproject(self.base / "pyproject.toml", "tabulate")
+            self.lock_baseline()
+            self.build_baseline()
+            start_container(BASELINE, "bench-baseline", BASELINE_PORT)
+            wait_for_import("bench-baseline", "tabulate")
+
+        self.record(figure, "labdock", timed("labdock `invoke add tabulate`", labdock_add))
+        self.record(figure, "baseline", timed("baseline edit, lock, rebuild, restart", baseline_add))
+        self.invoke("down")
+        sh("docker", "rm", "-f", "bench-baseline")
+
+    def report(self, started: float) -> dict:
+        engine = sh("docker", "version", "--format", "{{.Server.Version}}").stdout.strip()
+        commit = sh("git", "-C", REPO, "rev-parse", "--short", "HEAD").stdout.strip()
+        rows = []
+        for figure, variants in self.figures.items():
+            lab = statistics.median(variants["labdock"])
+            base = statistics.median(variants["baseline"]) if "baseline" in variants else None
+            rows.append(
+                {
+                    "figure": figure,
+                    "labdock": round(lab, 2),
+                    "baseline": None if base is None else round(base, 2),
+                    "ratio": None if not base else round(lab / base, 2),
+                    "runs": variants,
+                }
+            )
+        return {
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}, Docker {engine}",
+            "labdock": commit,
+            "stack": self.args.stack,
+            "python": self.args.python,
+            "runs": self.args.runs,
+            "minutes": round((time.monotonic() - started) / 60, 1),
+            "figures": rows,
+        }
 
 
-def scenarios(build, ref: str, module: Path, change_dependencies) -> tuple[list[float], dict]:
-    """First build, facts about that image, rebuild after a src/ edit, after a dependency change."""
-    times = [build()]
-    facts = image_facts(ref)
-    module.write_text(module.read_text() + "\n# edited by the benchmark\n")
-    times.append(build())
-    change_dependencies()
-    times.append(build())
-    return times, facts
-
-
-def image_facts(ref: str) -> dict:
-    size = int(sh("docker", "image", "inspect", "-f", "{{.Size}}", ref).stdout)
-    poetry = sh("docker", "run", "--rm", "--entrypoint", "sh", ref, "-c", "command -v poetry || echo absent")
-    uid = sh("docker", "run", "--rm", "--entrypoint", "id", ref, "-u").stdout.strip()
-    user = f"{uid} ({'root' if uid == '0' else 'not root'})"
-    return {"size": size, "poetry": poetry.stdout.strip(), "user": user}
-
-
-def report(args: argparse.Namespace, lab: tuple, naive: tuple) -> str:
-    first = "cold build (builder cache pruned)" if args.prune else "first build (shared cache)"
-    rows = [first, f"rebuild after editing {MODULE}", "rebuild after adding a dependency (six)"]
-    engine = sh("docker", "version", "--format", "{{.Server.Version}}").stdout.strip()
-    commit = sh("git", "-C", REPO, "rev-parse", "--short", "HEAD").stdout.strip()
+def markdown(result: dict) -> str:
     lines = [
-        f"# labdock vs a naive Dockerfile: stack {args.stack}, Python {args.python}",
+        f"# labdock vs the common Poetry recipe: stack {result['stack']}, Python {result['python']}",
         "",
-        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, labdock {commit} (working tree), Docker {engine}. "
-        f"Command: `python3 bench/benchmark.py --stack {args.stack} --python {args.python}"
-        f"{'' if args.prune else ' --no-prune'}`",
+        f"{result['date']}; {result['machine']}; labdock {result['labdock']}; median of {result['runs']} "
+        f"runs ({result['minutes']} min). Command: `nox -s bench`. Raw runs: results.json.",
         "",
-        "| scenario | labdock | naive | ratio (naive/labdock) |",
+        "| figure | labdock | baseline | labdock / baseline |",
         "|---|---|---|---|",
     ]
-    lines += [
-        f"| {row} | {a:.1f}s | {b:.1f}s | {b / a:.1f}x |"
-        for row, a, b in zip(rows, lab[0], naive[0], strict=True)
-    ]
-    a, b = lab[1]["size"], naive[1]["size"]
-    lines.append(f"| image size (first build) | {a / 1e6:.0f} MB | {b / 1e6:.0f} MB | {b / a:.1f}x |")
-    lines.append(f"| Poetry in the final image | {lab[1]['poetry']} | {naive[1]['poetry']} | |")
-    lines.append(f"| runtime user id (`id -u`) | {lab[1]['user']} | {naive[1]['user']} | |")
+    for row in result["figures"]:
+        unit = "" if "MB" in row["figure"] else " s"
+        base = "" if row["baseline"] is None else f"{row['baseline']:.1f}{unit}"
+        ratio = "" if row["ratio"] is None else f"**{row['ratio']:.2f}**"
+        lines.append(f"| {row['figure']} | {row['labdock']:.1f}{unit} | {base} | {ratio} |")
     lines += [
         "",
-        "- labdock: `invoke build` (includes its `poetry check --lock` in the builder stage); multi-stage, "
-        "allowlisted context (pyproject.toml, poetry.lock, src/, docker/), Poetry in the builder only, "
-        "dependencies installed from the lock with a Poetry cache mount, venv copied into a slim runtime "
-        "running as the host user's UID. The dependency change is relocked with `invoke lock` (not timed).",
-        "- naive: one stage, `COPY . .` of the whole project before installing (only .git ignored), "
-        "Poetry installed with pip into the system Python and left there, `poetry install` into it, "
-        "no cache mounts, runs as root. Same base image, lock file and package-index settings. Its first "
-        "line installs pip when the base image lacks it (not on official images; a cached layer after "
-        "the first build).",
-        "- Times are wall-clock seconds of one run each; every scenario starts from the previous one.",
+        "- labdock: the generated project, driven by its own tasks (`invoke build`, `up`, `add`). Its "
+        "image holds the environment only: src/ and notebooks/ are mounted, so after editing them the "
+        "rebuild is fully cached and the running server sees the edit (checked each run).",
+        "- baseline: one stage; `pip install poetry`, `poetry config virtualenvs.create false`, "
+        "`COPY pyproject.toml poetry.lock`, `poetry install --no-root --all-groups`, `COPY . .`; runs as "
+        "root. Same base image, lock and package-index settings (this network's mirror and CA bundle).",
+        "- Cold build: `docker builder prune -af` before each pair (base images stay). The dependency "
+        'added is tqdm, locked untimed. "add a package": labdock `invoke add tabulate` with the server '
+        "running (lock, build, restart); baseline: edit pyproject.toml, `poetry lock` in its image, "
+        "rebuild, restart the container; both until `import tabulate` works in the server's container.",
+        '- "bare JupyterLab start": `docker run` of labdock\'s image until /api answers, no compose, '
+        "no invoke: the floor for `invoke up`.",
     ]
-    if not args.prune:
-        lines.append(
-            "- First builds ran on a shared engine without pruning: build cache and cache mounts left by "
-            "other builds may have helped either variant (mostly labdock: its builder stage is shared "
-            "with other labdock projects, and its Poetry cache mount keeps their downloads). The "
-            "project's pyproject.toml is unique to the run, so its dependency layers are built anew."
-        )
-    if os.getuid() == 0:
-        lines.append(
-            "- This run was as root, so `invoke build` gave the runtime UID 0 (it warns about it); "
-            "run as a regular user, labdock's runtime runs as that user's UID."
-        )
     return "\n".join(lines) + "\n"
-
-
-def render(args: argparse.Namespace, project: Path) -> None:
-    """Render the project from this checkout, commit it (`invoke build` labels the commit), lock it."""
-    answers = {"project_name": "Bench", "stack": args.stack, "python_version": args.python}
-    # A pyproject.toml unique to this run: no layer from its COPY on can come from an earlier run.
-    answers["description"] = f"labdock benchmark {uuid.uuid4().hex}"
-    copier.run_copy(
-        src_path=str(REPO),
-        dst_path=str(project),
-        data=answers,
-        defaults=True,
-        unsafe=True,
-        vcs_ref="HEAD",
-        quiet=True,
-    )
-    sh("git", "init", "-q", cwd=project)
-    sh("git", "add", "-A", cwd=project)
-    sh("git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "x", cwd=project)
-    sh(*INVOKE, "lock", cwd=project)
-
-
-def clean_up(tmp: Path) -> None:
-    sh("docker", "image", "rm", LABDOCK, BUILDER, NAIVE, check=False)
-    for image in created:  # earlier builds' images, untagged since; an id still tagged is someone else's
-        tags = sh("docker", "image", "inspect", "-f", "{{len .RepoTags}}", image, check=False).stdout
-        if tags.strip() == "0":
-            sh("docker", "image", "rm", image, check=False)
-    sh("docker", "volume", "rm", "-f", CACHE_VOLUME, check=False)
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stack", default="minimal", choices=["minimal", "scipy", "pytorch"])
-    parser.add_argument("--python", default="3.11")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.md")
-    parser.add_argument("--no-prune", dest="prune", action="store_false", help="keep the builder cache")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--stack", default="scipy", choices=["minimal", "scipy", "pytorch"])
+    parser.add_argument("--python", default="3.13")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
-    for ref in (LABDOCK, BUILDER, NAIVE):
-        if sh("docker", "image", "inspect", ref, check=False).returncode == 0:
-            raise SystemExit(f"{ref} already exists: remove it first (this script removes what it builds).")
+    started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="labdock-bench-"))
-    project = tmp / "bench"
-    pyproject, lockfile, module = (project / name for name in ("pyproject.toml", "poetry.lock", MODULE))
+    bench = Bench(args, tmp)
     try:
-        render(args, project)
-        originals = {path: path.read_text() for path in (pyproject, lockfile, module)}
-
-        def add_dependency() -> None:
-            head = "dependencies = [\n"
-            pyproject.write_text(pyproject.read_text().replace(head, head + NEW_DEPENDENCY, 1))
-            sh(*INVOKE, "lock", cwd=project)
-
-        print("labdock:", flush=True)
-        go_cold(args.prune)
-        lab = scenarios(lambda: timed(*INVOKE, "build", cwd=project), LABDOCK, module, add_dependency)
-        relocked = {path: path.read_text() for path in (pyproject, lockfile)}
-        for path, text in originals.items():
-            path.write_text(text)
-        dockerfile, flags = naive_files(args.python)
-        (project / "Dockerfile.naive").write_text(dockerfile)
-        (project / "Dockerfile.naive.dockerignore").write_text(".git\n")  # instead of the allowlist
-
-        def naive_build() -> float:
-            return timed("docker", "build", "-f", "Dockerfile.naive", "-t", NAIVE, *flags, ".", cwd=project)
-
-        print("naive:", flush=True)
-        go_cold(args.prune)
-        naive = scenarios(naive_build, NAIVE, module, lambda: [p.write_text(t) for p, t in relocked.items()])
-        text = report(args, lab, naive)
-        print("\n" + text)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        bench.prepare()
+        for run in range(args.runs):
+            print(f"run {run + 1} of {args.runs}", flush=True)
+            bench.run_once()
+        result = bench.report(started)
+        args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        args.out.with_suffix(".md").write_text(markdown(result))
+        print("\n" + markdown(result))
     finally:
-        clean_up(tmp)
+        sh(*INVOKE, "down", "--volumes", cwd=bench.project, env=bench.env, check=False)
+        sh("docker", "rm", "-f", "bench-baseline", "bench-bare", check=False)
+        sh("docker", "image", "rm", f"{SLUG}:latest", f"{SLUG}:builder", BASELINE, check=False)
+        sh("docker", "image", "prune", "-f", check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

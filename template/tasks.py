@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import http.client
 import io
 import os
 import secrets
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import webbrowser
 from pathlib import Path
 
@@ -33,6 +35,7 @@ GPU_COMPOSE_FILE = ROOT / "compose.gpu.yaml"
 CONTAINER_PORT = 8888  # inside the container; the host port is labdock.port
 WORKSPACE = "/workspace"  # where compose.yaml mounts the project
 MIN_FREE_DISK_GB = 10
+HEALTH_POLL_SECONDS = 0.25
 # What engines say when a GPU is requested but the NVIDIA runtime is missing.
 NVIDIA_ERRORS = (
     "could not select device driver",
@@ -337,23 +340,38 @@ def progress(message: str, final: bool = False) -> None:
         print(message, flush=True)
 
 
+def server_answers(host: str, port: int) -> bool:
+    """True when JupyterLab answers /api (which needs no token) on its published address."""
+    address = "127.0.0.1" if host == "0.0.0.0" else host
+    try:
+        with urllib.request.urlopen(f"http://{address}:{port}/api", timeout=2) as response:
+            return response.status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
 def wait_until_healthy(c: Context, timeout: float) -> None:
-    """Poll the container's healthcheck with visible progress; explain a timeout or a crash."""
+    """Wait with visible progress until the server answers; explain a timeout or a crash.
+
+    Healthy means what the image's HEALTHCHECK checks (/api answers), probed from the host several
+    times a second: the engine's own status would lag by up to a healthcheck interval.
+    """
+    s = settings(c)
     start = time.monotonic()
+    cid = container_id(c)
     state, status, shown = "starting", "", -1
     try:
         while (elapsed := time.monotonic() - start) < timeout:
-            cid = container_id(c)
             state, status = health(c, cid) if cid else ("gone", "")
-            if status == "healthy":
-                progress(f"JupyterLab is healthy after {elapsed:.0f}s.", final=True)
+            if status == "healthy" or (state == "running" and server_answers(s.bind, int(s.port))):
+                progress(f"JupyterLab is healthy after {elapsed:.1f}s.", final=True)
                 return
             if state in ("exited", "dead", "gone", "restarting"):
                 break
             if sys.stdout.isatty() or int(elapsed) // 10 != shown:  # logs: one line per 10 s
                 shown = int(elapsed) // 10
                 progress(f"Waiting for JupyterLab to be healthy... {elapsed:.0f}s ({status or state})")
-            time.sleep(1)
+            time.sleep(HEALTH_POLL_SECONDS)
     except KeyboardInterrupt:
         progress("Interrupted.", final=True)
         raise Exit(
@@ -408,9 +426,6 @@ def build(c: Context, no_cache: bool = False, pull: bool = False) -> None:
     if not LOCK_FILE.exists():
         print("poetry.lock is missing: running `invoke lock` first.")
         lock(c)
-    problem = lock_problem(c)
-    if problem:
-        raise Exit(problem)
     uid, gid = host_ids()
     if uid == 0:
         print(
@@ -429,9 +444,16 @@ def build(c: Context, no_cache: bool = False, pull: bool = False) -> None:
     label_flags = [item for key, value in labels.items() for item in ("--label", f"{key}={value}")]
     cache_flags = [*(["--no-cache"] if no_cache else []), *(["--pull"] if pull else [])]
     ids = ["--build-arg", f"NB_UID={uid}", "--build-arg", f"NB_GID={gid}"]
-    docker_build(
-        c, "runtime", image_ref(c), *ids, *label_flags, *cache_flags, failure="The image build failed"
-    )
+    try:
+        docker_build(
+            c, "runtime", image_ref(c), *ids, *label_flags, *cache_flags, failure="The image build failed"
+        )
+    except Exit:
+        # The most common cause, checked only now so that a good build does not pay for it.
+        problem = lock_problem(c)
+        if problem:
+            raise Exit(problem) from None
+        raise
     print(f"Built {image_ref(c)}.")
 
 
@@ -563,9 +585,11 @@ def lock(c: Context, upgrade: bool = False) -> None:
     help={
         "package": "A requirement, e.g. polars or 'polars>=1.0'",
         "group": "Dependency group (default: the main dependencies)",
+        "restart": "Restart a running JupyterLab on the new image, so the package imports "
+        "(default; running kernels stop)",
     },
 )
-def add(c: Context, package: str, group: str = "") -> None:
+def add(c: Context, package: str, group: str = "", restart: bool = True) -> None:
     """Add a dependency to pyproject.toml and poetry.lock (Poetry in a container), then rebuild."""
     require_engine(c)
     args = shlex.join(["add", "--lock", package, *(["--group", group] if group else [])])
@@ -573,6 +597,9 @@ def add(c: Context, package: str, group: str = "") -> None:
     if not result.ok:
         raise Exit(f"poetry add {package} failed (output above): check the package name and version.")
     build(c)
+    if restart and container_id(c):
+        print("Restarting JupyterLab on the new image: running kernels stop; restart them in the page.")
+        up(c)
 
 
 @task(
@@ -643,7 +670,7 @@ def lab(c: Context, local: bool = False) -> None:
     if s.ca_bundle:
         index_env["REQUESTS_CA_BUNDLE"] = str(Path(s.ca_bundle).expanduser())
     with c.cd(str(ROOT)):
-        c.run("poetry install --with dev", env=index_env)
+        c.run("poetry install --all-groups", env=index_env)  # all groups: as in the image
         print(f"JupyterLab: http://127.0.0.1:{s.port}/lab?token={token}")
         allow_root = ["--allow-root"] if host_ids()[0] == 0 else []  # Jupyter refuses root otherwise
         c.run(

@@ -28,6 +28,7 @@ import importlib.util
 import re
 import shlex
 import shutil
+import socket
 import stat
 import sys
 import uuid
@@ -246,7 +247,7 @@ def test_build_command(tasks, make_ctx, project):
     assert not any(arg.startswith("PYPI_MIRROR_URL") for arg in args)
     assert call.kwargs["env"] == {"DOCKER_BUILDKIT": "1"}
     assert commands(c)[0] == ENGINE_CHECK
-    assert position(c, CHECK_LOCK) < position(c, RUNTIME)
+    assert not matching(c, CHECK_LOCK)  # a good build does not pay for the lock check
 
 
 def test_build_labels_without_git(tasks, make_ctx, project):
@@ -276,6 +277,7 @@ def test_build_passes_mirror_and_ca_bundle(tasks, make_ctx, project, tmp_path):
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
     c = make_ctx(pypi_mirror="https://pypi.corp.example/simple", ca_bundle=str(bundle))
     tasks.build(c)
+    tasks.lock(c)  # the builder stage is built for Poetry's runs
     for pattern in (BUILDER, RUNTIME):
         assert {
             ("--build-arg", "PYPI_MIRROR_URL=https://pypi.corp.example/simple"),
@@ -298,7 +300,7 @@ def test_build_without_lock_runs_lock_first(tasks, make_ctx, project):
     tasks.build(c)
     assert matching(c, POETRY) == [matching(c, POETRY)[0]]
     assert "poetry lock && chown" in matching(c, POETRY)[0]
-    assert position(c, BUILDER) < position(c, POETRY) < position(c, CHECK_LOCK) < position(c, RUNTIME)
+    assert position(c, BUILDER) < position(c, POETRY) < position(c, RUNTIME)
     sha = hashlib.sha256(LOCK_CONTENT.encode()).hexdigest()
     assert ("--label", f"dev.labdock.lock-sha256={sha}") in pairs(args_of(c, RUNTIME))
 
@@ -309,19 +311,19 @@ def test_build_with_stale_lock(tasks, make_ctx, project):
         "pyproject.toml changed significantly since poetry.lock was last generated. "
         "Run `poetry lock` to fix the lock file."
     )
-    c = make_ctx({CHECK_LOCK: fail(stdout=stale)})
+    c = make_ctx({RUNTIME: fail(), CHECK_LOCK: fail(stdout=stale)})
     error = exit_of(lambda: tasks.build(c))
     assert "out of date" in error.message
     assert "`invoke lock`" in error.message
-    assert not matching(c, RUNTIME)
+    assert position(c, RUNTIME) < position(c, CHECK_LOCK)  # checked only once the build failed
 
 
 def test_build_with_invalid_pyproject(tasks, make_ctx, project):
     write_lock(project)
-    c = make_ctx({CHECK_LOCK: fail(stderr="Error: Declared dependencies are invalid\n  - bad spec")})
+    bad = fail(stderr="Error: Declared dependencies are invalid\n  - bad spec")
+    c = make_ctx({RUNTIME: fail(), CHECK_LOCK: bad})
     error = exit_of(lambda: tasks.build(c))
     assert "pyproject.toml has a problem (  - bad spec)" in error.message
-    assert not matching(c, RUNTIME)
 
 
 @pytest.mark.parametrize(
@@ -331,7 +333,8 @@ def test_build_with_invalid_pyproject(tasks, make_ctx, project):
 def test_build_failure_names_the_index_settings(tasks, make_ctx, project, failing, what):
     write_lock(project)
     c = make_ctx({failing: fail()})
-    error = exit_of(lambda: tasks.build(c))
+    run = tasks.lock if failing == BUILDER else tasks.build  # `lock` builds the builder stage
+    error = exit_of(lambda: run(c))
     assert error.message.startswith(what)
     assert "INVOKE_LABDOCK_PYPI_MIRROR" in error.message
     assert "INVOKE_LABDOCK_CA_BUNDLE" in error.message
@@ -495,12 +498,37 @@ def test_up_warns_when_published_beyond_localhost(tasks, make_ctx, capsys):
 def test_up_times_out_when_never_healthy(tasks, make_ctx, monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(tasks, "time", clock)
+    monkeypatch.setattr(tasks, "server_answers", lambda host, port: False)
     c = make_ctx({**RUNNING, HEALTH: ok("running starting")}, healthy_timeout=3)
     error = exit_of(lambda: tasks.up(c))
     assert "did not become healthy within 3s" in error.message
     assert "labdock.healthy_timeout" in error.message
-    assert clock.sleeps == 3
+    assert clock.sleeps == 12  # every 0.25 s
     assert args_of(c, r"docker compose .* logs ")[-3:] == ["--tail", "30", "lab"]
+
+
+def test_up_is_healthy_as_soon_as_the_server_answers(tasks, make_ctx, monkeypatch, capsys):
+    clock = FakeClock()
+    monkeypatch.setattr(tasks, "time", clock)
+    probes = []
+
+    def third_probe_answers(host, port):
+        probes.append((host, port))
+        return len(probes) > 2
+
+    monkeypatch.setattr(tasks, "server_answers", third_probe_answers)
+    c = make_ctx({**RUNNING, HEALTH: ok("running starting")}, port=9123)
+    tasks.up(c)
+    assert probes == [("127.0.0.1", 9123)] * 3  # before the engine's healthcheck says so
+    assert clock.sleeps == 2
+    assert "JupyterLab is healthy after 0.5s." in capsys.readouterr().out
+
+
+def test_server_answers_only_a_jupyter_api(tasks):
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert tasks.server_answers("0.0.0.0", port) is False
 
 
 def test_up_reports_a_crashed_server(tasks, make_ctx, monkeypatch):
@@ -648,6 +676,23 @@ def test_add(tasks, make_ctx, project, group, poetry):
     tasks.add(c, "polars>=1.0", group=group)
     assert args_of(c, POETRY)[-1] == f"{poetry} && chown 1234:5678 pyproject.toml poetry.lock"
     assert position(c, POETRY) < position(c, RUNTIME)
+
+
+@pytest.mark.parametrize(("restart", "restarted"), [(True, True), (False, False)])
+def test_add_restarts_a_running_server_on_the_new_image(tasks, make_ctx, project, restart, restarted):
+    write_lock(project)
+    c = make_ctx(RUNNING)
+    tasks.add(c, "tqdm", restart=restart)
+    assert bool(matching(c, COMPOSE_UP)) is restarted
+    if restarted:
+        assert position(c, POETRY) < position(c, RUNTIME) < position(c, COMPOSE_UP)
+
+
+def test_add_leaves_a_stopped_server_stopped(tasks, make_ctx, project):
+    write_lock(project)
+    c = make_ctx({PS: ok("")})
+    tasks.add(c, "tqdm")
+    assert not matching(c, COMPOSE_UP)
 
 
 def test_add_failure(tasks, make_ctx, project):
@@ -809,7 +854,7 @@ def test_lab_local(tasks, make_ctx, project, monkeypatch):
     tasks.lab(c, local=True)
     token = tasks.read_env_file()["JUPYTER_TOKEN"]
     assert commands(c) == [
-        "poetry install --with dev",
+        "poetry install --all-groups",
         "poetry run jupyter lab --no-browser --ip=127.0.0.1 --port=8888",
     ]
     assert c.run.call_args_list[1].kwargs["env"] == {"JUPYTER_TOKEN": token}

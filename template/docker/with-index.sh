@@ -1,10 +1,11 @@
 #!/bin/sh
-# Runs a command with the package-index settings of this build or lock run, in the variables
-# pip and Poetry read: a PyPI mirror (PYPI_MIRROR_URL) and a CA bundle for networks that
-# intercept TLS (mounted at /run/secrets/ca_bundle). Without them, PyPI is used as usual.
+# with-index.sh COMMAND...: runs COMMAND with this build's (or lock run's) package-index settings
+# in the variables pip, uv and Poetry read: a PyPI mirror (PYPI_MIRROR_URL) and a CA bundle for
+# networks that intercept TLS (mounted at /run/secrets/ca_bundle). Without them, PyPI as usual.
 set -e
 if [ -n "${PYPI_MIRROR_URL:-}" ]; then
-    export PIP_INDEX_URL="$PYPI_MIRROR_URL" POETRY_PYPI_MIRROR_URL="$PYPI_MIRROR_URL"
+    export PIP_INDEX_URL="$PYPI_MIRROR_URL" UV_DEFAULT_INDEX="$PYPI_MIRROR_URL" \
+        POETRY_PYPI_MIRROR_URL="$PYPI_MIRROR_URL"
 fi
 if [ -s /run/secrets/ca_bundle ]; then
     export PIP_CERT=/run/secrets/ca_bundle REQUESTS_CA_BUNDLE=/run/secrets/ca_bundle \
