@@ -141,8 +141,9 @@ def start_container(image: str, name: str, port: int, workdir: Path | None = Non
 
 
 def add_to_pyproject(pyproject: Path, requirement: str) -> None:
-    text = pyproject.read_text()
-    pyproject.write_text(text.replace("dependencies = []", f'dependencies = ["{requirement}"]', 1))
+    """What a user does by hand: one more entry in [project] dependencies."""
+    text = pyproject.read_text().replace("dependencies = []", "dependencies = [\n]", 1)
+    pyproject.write_text(text.replace("dependencies = [\n", f'dependencies = [\n    "{requirement}",\n', 1))
 
 
 class Bench:

@@ -43,9 +43,9 @@ NVIDIA_ERRORS = (
     "nvidia-container",
 )
 
-# Lowest-priority defaults; invoke.yaml and INVOKE_LABDOCK_* override them. The last two are
-# machine-specific (a company PyPI mirror, a TLS-intercepting proxy's CA), so they are not in
-# invoke.yaml, where they would override a per-user ~/.invoke.yaml.
+# Lowest-priority defaults; invoke.yaml and INVOKE_LABDOCK_* override them. The last three are
+# machine-specific (a company PyPI mirror, a TLS-intercepting proxy's CA, an apt proxy), so they
+# are not in invoke.yaml, where they would override a per-user ~/.invoke.yaml.
 DEFAULTS = {
     "project": ROOT.name,
     "image": ROOT.name,
@@ -58,6 +58,7 @@ DEFAULTS = {
     "healthy_timeout": 180,
     "pypi_mirror": "",
     "ca_bundle": "",
+    "apt_proxy": "",
 }
 
 
@@ -194,7 +195,11 @@ def index_args(c: Context) -> tuple[list[str], list[str]]:
 def docker_build(c: Context, target: str, ref: str, *flags: str, failure: str) -> None:
     """Build one stage of the Dockerfile with the project's Python and package-index settings."""
     index_flags, _ = index_args(c)
-    python = f"PYTHON_VERSION={settings(c).python_version}"
+    s = settings(c)
+    python = f"PYTHON_VERSION={s.python_version}"
+    # A secret, not a build arg: build args are recorded in the image's history.
+    apt_flags = ["--secret", "id=apt_proxy,env=LABDOCK_APT_PROXY"] if s.apt_proxy else []
+    apt_env = {"LABDOCK_APT_PROXY": s.apt_proxy} if s.apt_proxy else {}
     result = c.run(
         cmd(
             "docker",
@@ -206,10 +211,11 @@ def docker_build(c: Context, target: str, ref: str, *flags: str, failure: str) -
             "--build-arg",
             python,
             *index_flags,
+            *apt_flags,
             *flags,
             ROOT,
         ),
-        env={"DOCKER_BUILDKIT": "1"},
+        env={"DOCKER_BUILDKIT": "1", **apt_env},
         warn=True,
     )
     if not result.ok:

@@ -60,6 +60,13 @@ MATRIX = [
         "gpu": "none",
         "registry": "127.0.0.1:5000/team",
     },
+    {
+        "project_name": "Speech CPU",
+        "stack": "pytorch",
+        "python_version": "3.11",
+        "gpu": "none",
+        "r_kernel": True,
+    },
 ]
 STACK_PACKAGES = {
     "minimal": {"jupyterlab", "ipykernel", "ipywidgets"},
@@ -97,12 +104,41 @@ def run_in(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 def test_pyproject_dependencies_follow_the_stack(project):
     root, answers = project
     data = tomllib.loads((root / "pyproject.toml").read_text())
-    names = {dep.split(" ")[0].split("(")[0] for dep in data["project"]["dependencies"]}
+    assert data["project"]["dependencies"] == []  # the user's own; the stack is the lab group
+    lab = data["tool"]["poetry"]["group"]["lab"]["dependencies"]
     expected = set().union(*(STACK_PACKAGES[layer] for layer in STACK_LAYERS[answers["stack"]]))
-    assert names == expected
+    assert set(lab) == expected
+    sources = {source["name"]: source for source in data["tool"]["poetry"].get("source", [])}
+    if answers["stack"] == "pytorch" and answers["gpu"] == "none":
+        # CPU wheels from PyTorch's index on Linux/Windows (explicit: nothing else comes from it)
+        assert sources["pytorch-cpu"]["priority"] == "explicit"
+        assert sources["pytorch-cpu"]["url"] == "https://download.pytorch.org/whl/cpu"
+        for package in ("torch", "torchvision"):
+            by_platform = {entry["markers"]: entry.get("source") for entry in lab[package]}
+            assert by_platform == {
+                "sys_platform != 'darwin'": "pytorch-cpu",
+                "sys_platform == 'darwin'": None,
+            }
+    else:
+        assert sources == {}  # PyPI only: with gpu=nvidia, torch's CUDA wheels
     major, minor = answers["python_version"].split(".")
     assert data["project"]["requires-python"] == f">={major}.{minor},<{major}.{int(minor) + 1}"
     assert set(data["tool"]["poetry"]["group"]["dev"]["dependencies"]) == {"ruff", "nbstripout", "pytest"}
+
+
+def test_system_package_lists_reach_the_build(project):
+    root, answers = project
+    listed = {"apt-packages.txt", "apt-build-packages.txt"} | (
+        {"r-packages.txt"} if answers.get("r_kernel") else set()
+    )
+    assert {path.name for path in root.glob("*packages.txt")} == listed
+    allowed = {line[1:] for line in (root / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    # The build context holds the lists, the dependency files and the build helpers: nothing else.
+    assert allowed == {"pyproject.toml", "poetry.lock", "docker/"} | {
+        f"{kind}-packages.txt" for kind in ("apt", "apt-build", "r")
+    }
+    if answers.get("r_kernel"):
+        assert {"r-base-core", "r-cran-irkernel"} <= set((root / "r-packages.txt").read_text().split())
 
 
 def test_answers_file_and_yaml_parse(project):

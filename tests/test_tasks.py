@@ -285,6 +285,16 @@ def test_build_passes_mirror_and_ca_bundle(tasks, make_ctx, project, tmp_path):
         } <= pairs(args_of(c, pattern))
 
 
+def test_build_passes_the_apt_proxy_as_a_secret_only(tasks, make_ctx, project):
+    write_lock(project)
+    c = make_ctx(apt_proxy="http://10.0.0.2:3142")
+    tasks.build(c)
+    call = call_of(c, RUNTIME)
+    assert ("--secret", "id=apt_proxy,env=LABDOCK_APT_PROXY") in pairs(shlex.split(call.args[0]))
+    assert "10.0.0.2" not in call.args[0]  # never a build arg: those are recorded in the image
+    assert call.kwargs["env"] == {"DOCKER_BUILDKIT": "1", "LABDOCK_APT_PROXY": "http://10.0.0.2:3142"}
+
+
 def test_build_warns_root(tasks, make_ctx, project, monkeypatch, capsys):
     write_lock(project)
     monkeypatch.setattr(tasks, "host_ids", lambda: (0, 0))
