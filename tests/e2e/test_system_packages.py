@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,8 @@ def project(engine, apt_proxy, tmp_path_factory) -> Project:
     listings = {"apt-packages.txt": RUNTIME_PACKAGE, "apt-build-packages.txt": BUILD_ONLY_PACKAGE}
     for name, package in listings.items():
         with (root / name).open("a") as listing:
-            listing.write(f"{package}  # added by the test\n")
+            # A unique comment: the apt step really runs (through the proxy), whatever is cached.
+            listing.write(f"{package}  # added by the test run {uuid.uuid4().hex}\n")
     proj = Project(root, answers, env={"INVOKE_LABDOCK_APT_PROXY": apt_proxy.url})
     built = proj.invoke("build")
     record("system-packages", "lock + build, R and apt (s)", f"{built.seconds:.1f}")
@@ -129,4 +131,5 @@ def test_r_kernel_is_registered_and_runs_a_notebook(project):
     record("system-packages", "R notebook run (s)", f"{result.seconds:.1f}")
     executed = json.loads((project.root / "notebooks" / "r-check.executed.ipynb").read_text())
     outputs = executed["cells"][0]["outputs"]
-    assert "".join(output.get("text", "") for output in outputs) == "42", outputs
+    printed = "".join("".join(output.get("text", "")) for output in outputs)  # text: str or lines
+    assert printed == "42", outputs
