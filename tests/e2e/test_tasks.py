@@ -141,9 +141,9 @@ def test_server_never_healthy_times_out_with_its_logs(project):
 def test_stale_lock_is_refused(project):
     pyproject = project.root / "pyproject.toml"
     original = pyproject.read_text()
-    pyproject.write_text(
-        original.replace('"ipywidgets (>=8.1)",', '"ipywidgets (>=8.1)",\n    "six (>=1.16)",')
-    )
+    edited = original.replace("dependencies = []", 'dependencies = ["six (>=1.16)"]', 1)
+    assert edited != original, "the test must really change the dependencies"
+    pyproject.write_text(edited)
     try:
         line = failure(project, "build")
         assert "poetry.lock is out of date with pyproject.toml: run `invoke lock`" in line
