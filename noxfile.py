@@ -6,6 +6,7 @@ Sessions, cheapest first:
   tasks   unit tests of the generated tasks.py with invoke.MockContext
   e2e     a real Docker engine (DOCKER_HOST): lock, build, up, HTTP, exec, push, down
   bench   not run by default: labdock against the common Poetry recipe (bench/benchmark.py)
+  candidates  not run by default: uv, pip and Poetry as the installer (bench/candidates.py)
 """
 
 from __future__ import annotations
@@ -74,3 +75,10 @@ def bench(session: nox.Session) -> None:
     """Build speed, image size and start-up against the baseline recipe; prunes the build cache."""
     install(session, "e2e")
     session.run("python", "bench/benchmark.py", *session.posargs)
+
+
+@nox.session(default=False)
+def candidates(session: nox.Session) -> None:
+    """uv, pip and Poetry as the image's installer, each in labdock's Dockerfile; prunes the build cache."""
+    install(session, "e2e")
+    session.run("python", "bench/candidates.py", *session.posargs)
