@@ -295,6 +295,14 @@ def git_version(c: Context) -> str:
     return version
 
 
+def commit_time(c: Context) -> str:
+    """HEAD's commit time, not the clock: the same sources build the same image (same id), so an
+    unchanged rebuild neither replaces the image nor makes `up` recreate the container."""
+    epoch = git_output(c, "log", "-1", "--format=%ct")
+    moment = dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def server_url(c: Context) -> str:
     """The URL of the running server, with its token."""
     result = compose(c, "port", settings(c).service, CONTAINER_PORT, hide=True, warn=True)
@@ -444,7 +452,7 @@ def build(c: Context, no_cache: bool = False, pull: bool = False) -> None:
         "org.opencontainers.image.title": s.project,
         "org.opencontainers.image.source": git_output(c, "remote", "get-url", "origin") or ROOT.as_uri(),
         "org.opencontainers.image.revision": git_output(c, "rev-parse", "HEAD") or "unknown",
-        "org.opencontainers.image.created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "org.opencontainers.image.created": commit_time(c),
         "dev.labdock.lock-sha256": hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest(),
     }
     label_flags = [item for key, value in labels.items() for item in ("--label", f"{key}={value}")]

@@ -66,6 +66,7 @@ GIT_SHA = r"git .* rev-parse HEAD"
 GIT_SHORT_SHA = r"git .* rev-parse --short HEAD"
 GIT_TAG = r"git .* describe --tags"
 GIT_ORIGIN = r"git .* remote get-url origin"
+GIT_TIME = r"git .* log -1 --format=%ct"
 LOGIN = r"docker login"
 PUSH = r"docker push"
 
@@ -227,7 +228,13 @@ def test_settings_come_from_the_rendered_invoke_yaml(make_ctx):
 
 def test_build_command(tasks, make_ctx, project):
     write_lock(project)
-    c = make_ctx({GIT_SHA: ok("0123456789abcdef\n"), GIT_ORIGIN: ok("https://example.com/unit-demo.git\n")})
+    c = make_ctx(
+        {
+            GIT_SHA: ok("0123456789abcdef\n"),
+            GIT_ORIGIN: ok("https://example.com/unit-demo.git\n"),
+            GIT_TIME: ok("1700000000\n"),
+        }
+    )
     tasks.build(c)
     call = call_of(c, RUNTIME)
     args = shlex.split(call.args[0])
@@ -241,6 +248,8 @@ def test_build_command(tasks, make_ctx, project):
         ("--label", "org.opencontainers.image.title=unit-demo"),
         ("--label", "org.opencontainers.image.revision=0123456789abcdef"),
         ("--label", "org.opencontainers.image.source=https://example.com/unit-demo.git"),
+        # the commit's time, not the clock's: an unchanged rebuild gives the same image id
+        ("--label", "org.opencontainers.image.created=2023-11-14T22:13:20Z"),
         ("--label", f"dev.labdock.lock-sha256={hashlib.sha256(LOCK_CONTENT.encode()).hexdigest()}"),
     } <= pairs(args)
     assert not {"--no-cache", "--pull", "--secret"} & set(args)
@@ -257,6 +266,7 @@ def test_build_labels_without_git(tasks, make_ctx, project):
     assert {
         ("--label", "org.opencontainers.image.revision=unknown"),
         ("--label", f"org.opencontainers.image.source={project.as_uri()}"),
+        ("--label", "org.opencontainers.image.created=1970-01-01T00:00:00Z"),
     } <= pairs(args_of(c, RUNTIME))
 
 

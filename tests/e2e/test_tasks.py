@@ -169,6 +169,10 @@ def test_build_labels_follow_the_revision(project):
     project.invoke("build")
     labels = json.loads(docker("image", "inspect", image(project)).stdout)[0]["Config"]["Labels"]
     assert labels["org.opencontainers.image.revision"] == git_head(project.root)
+    # Nothing changed since: the same image (not a fresh id that would make `up` recreate the server).
+    image_id = docker("image", "inspect", "-f", "{{.Id}}", image(project)).stdout
+    project.invoke("build")
+    assert docker("image", "inspect", "-f", "{{.Id}}", image(project)).stdout == image_id
 
 
 def test_up_shell_exec_logs_url(project):
