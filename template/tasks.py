@@ -298,9 +298,8 @@ def git_version(c: Context) -> str:
 def commit_time(c: Context) -> str:
     """HEAD's commit time, not the clock: the same sources build the same image (same id), so an
     unchanged rebuild neither replaces the image nor makes `up` recreate the container."""
-    epoch = git_output(c, "log", "-1", "--format=%ct")
-    moment = dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    epoch = int(git_output(c, "log", "-1", "--format=%ct") or 0)
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def server_url(c: Context) -> str:
