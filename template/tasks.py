@@ -33,6 +33,7 @@ LOCK_FILE = ROOT / "poetry.lock"
 COMPOSE_FILE = ROOT / "compose.yaml"
 GPU_COMPOSE_FILE = ROOT / "compose.gpu.yaml"
 CONTAINER_PORT = 8888  # inside the container; the host port is labdock.port
+TENSORBOARD = "tensorboard"  # the optional service in compose.yaml, and its profile
 WORKSPACE = "/workspace"  # where compose.yaml mounts the project
 MIN_FREE_DISK_GB = 10
 HEALTH_POLL_SECONDS = 0.25
@@ -54,6 +55,11 @@ DEFAULTS = {
     "bind": "127.0.0.1",
     "python_version": "3.13",
     "gpu": "none",
+    "gpus": "all",
+    "cpus": "",
+    "memory": "",
+    "tensorboard": False,
+    "tensorboard_port": 6006,
     "registry": "",
     "healthy_timeout": 180,
     "pypi_mirror": "",
@@ -91,16 +97,27 @@ def host_ids() -> tuple[int, int]:
     return 1000, 1000  # Windows: Docker Desktop maps ownership itself
 
 
-def compose(c: Context, *args: object, gpu: bool = False, **run_kwargs):
+def compose(c: Context, *args: object, gpu: bool = False, tensorboard: bool = False, **run_kwargs):
     """Run `docker compose ARGS` for this project, from any folder, with settings from invoke.yaml."""
     s = settings(c)
     files = ["-f", COMPOSE_FILE] + (["-f", GPU_COMPOSE_FILE] if gpu else [])
-    env = {"LABDOCK_IMAGE": image_ref(c), "LABDOCK_PORT": str(s.port), "LABDOCK_BIND": s.bind}
+    profiles = ["--profile", TENSORBOARD] if tensorboard else []
+    env = {
+        "LABDOCK_IMAGE": image_ref(c),
+        "LABDOCK_PORT": str(s.port),
+        "LABDOCK_BIND": s.bind,
+        "LABDOCK_GPUS": str(s.gpus),
+        # compose.yaml reads 0 as "no limit"
+        "LABDOCK_CPUS": str(s.cpus or 0),
+        "LABDOCK_MEMORY": str(s.memory or 0),
+        "LABDOCK_TENSORBOARD_PORT": str(s.tensorboard_port),
+    }
     if not read_env_file().get("JUPYTER_TOKEN"):
         # compose.yaml refuses to parse without a token; only `up` uses it, and `up` creates .env
         # before it starts anything, so `down`, `ps`... may go on without one.
         env["JUPYTER_TOKEN"] = "unused-without-env-file"
-    return c.run(cmd("docker", "compose", "--project-name", s.project, *files, *args), env=env, **run_kwargs)
+    command = cmd("docker", "compose", "--project-name", s.project, *files, *profiles, *args)
+    return c.run(command, env=env, **run_kwargs)
 
 
 def read_env_file() -> dict[str, str]:
@@ -161,9 +178,10 @@ def image_exists(c: Context, ref: str) -> bool:
     return c.run(cmd("docker", "image", "inspect", ref), hide=True, warn=True).ok
 
 
-def container_id(c: Context) -> str:
-    """The running JupyterLab container's id, or '' when it is not running."""
-    result = compose(c, "ps", "-q", settings(c).service, hide=True, warn=True)
+def container_id(c: Context, service: str = "") -> str:
+    """The running container's id (JupyterLab's by default), or '' when it is not running."""
+    service = service or settings(c).service
+    result = compose(c, "ps", "-q", service, tensorboard=service == TENSORBOARD, hide=True, warn=True)
     return result.stdout.strip() if result.ok else ""
 
 
@@ -293,6 +311,41 @@ def git_version(c: Context) -> str:
     if not version:
         raise Exit("No version from git (no commit yet): commit first, or pass --tag VERSION.")
     return version
+
+
+def use_gpu(c: Context, gpu: bool, no_gpu: bool) -> bool:
+    """Whether to add compose.gpu.yaml: --gpu or --no-gpu if given, else labdock.gpu."""
+    if gpu and no_gpu:
+        raise Exit("--gpu and --no-gpu contradict each other: give one of them.")
+    wanted = gpu or (settings(c).gpu == "nvidia" and not no_gpu)
+    if wanted and not GPU_COMPOSE_FILE.exists():
+        raise Exit(
+            "This project has no compose.gpu.yaml: add GPU support with "
+            "`copier update --defaults --data gpu=nvidia`."
+        )
+    return wanted
+
+
+def has_tensorboard(c: Context) -> bool:
+    """Whether compose.yaml has the TensorBoard service (the `tensorboard` answer)."""
+    result = compose(c, "config", "--services", tensorboard=True, hide=True, warn=True)
+    return result.ok and TENSORBOARD in result.stdout.split()
+
+
+def check_tensorboard_port(c: Context) -> None:
+    s = settings(c)
+    if not container_id(c, TENSORBOARD) and port_in_use(s.bind, int(s.tensorboard_port)):
+        raise Exit(
+            f"Port {s.tensorboard_port} on {s.bind} (TensorBoard) is already in use by another process: "
+            "stop it, or choose another port with INVOKE_LABDOCK_TENSORBOARD_PORT=<port> "
+            "(or labdock.tensorboard_port)."
+        )
+
+
+def tensorboard_url(c: Context) -> str:
+    s = settings(c)
+    host = "127.0.0.1" if s.bind in ("0.0.0.0", "::") else s.bind
+    return f"http://{host}:{s.tensorboard_port}/"
 
 
 def commit_time(c: Context) -> str:
@@ -470,23 +523,25 @@ def build(c: Context, no_cache: bool = False, pull: bool = False) -> None:
     print(f"Built {image_ref(c)}.")
 
 
+GPU_HELP = {
+    "gpu": "Reserve the NVIDIA GPUs (adds compose.gpu.yaml); the default when invoke.yaml says gpu: nvidia",
+    "no-gpu": "Start without the GPUs, even when invoke.yaml says gpu: nvidia",
+}
+
+
 @task(
     help={
-        "gpu": "Reserve the NVIDIA GPUs (adds compose.gpu.yaml); on by default when invoke.yaml "
-        "says gpu: nvidia, off for one run with INVOKE_LABDOCK_GPU=none",
+        **GPU_HELP,
         "build": "Rebuild the image first",
         "open": "Open JupyterLab in the browser once it is healthy",
     }
 )
-def up(c: Context, gpu: bool = False, build_: bool = False, open_: bool = False) -> None:
+def up(
+    c: Context, gpu: bool = False, no_gpu: bool = False, build_: bool = False, open_: bool = False
+) -> None:
     """Start JupyterLab, wait until it is healthy and print its URL (builds the image if missing)."""
     s = settings(c)
-    gpu = gpu or s.gpu == "nvidia"
-    if gpu and not GPU_COMPOSE_FILE.exists():
-        raise Exit(
-            "This project has no compose.gpu.yaml: add GPU support with "
-            "`copier update --defaults --data gpu=nvidia`."
-        )
+    gpu = use_gpu(c, gpu, no_gpu)
     require_engine(c)
     ensure_token()
     if build_ or not image_exists(c, image_ref(c)):
@@ -503,7 +558,12 @@ def up(c: Context, gpu: bool = False, build_: bool = False, open_: bool = False)
             "need this.",
             file=sys.stderr,
         )
-    result = compose(c, "up", "--detach", "--no-build", gpu=gpu, warn=True, hide="stderr")
+    with_tensorboard = bool(s.tensorboard)
+    if with_tensorboard:
+        check_tensorboard_port(c)
+    result = compose(
+        c, "up", "--detach", "--no-build", gpu=gpu, tensorboard=with_tensorboard, warn=True, hide="stderr"
+    )
     if not result.ok:
         error = result.stderr.strip()
         if gpu and any(sign in error for sign in NVIDIA_ERRORS):
@@ -521,6 +581,8 @@ def up(c: Context, gpu: bool = False, build_: bool = False, open_: bool = False)
     wait_until_healthy(c, float(s.healthy_timeout))
     url = server_url(c)
     print(f"JupyterLab: {url}")
+    if with_tensorboard:
+        print(f"TensorBoard: {tensorboard_url(c)}")
     if open_:
         webbrowser.open(url)
 
@@ -529,7 +591,8 @@ def up(c: Context, gpu: bool = False, build_: bool = False, open_: bool = False)
 def down(c: Context, volumes: bool = False) -> None:
     """Stop and remove the JupyterLab container (notebooks and data stay on the host)."""
     require_engine(c)
-    compose(c, "down", "--remove-orphans", *(["--volumes"] if volumes else []))
+    # With the profile: a TensorBoard started by `invoke tensorboard` stops too.
+    compose(c, "down", "--remove-orphans", *(["--volumes"] if volumes else []), tensorboard=True)
 
 
 @task(
@@ -550,6 +613,30 @@ def url(c: Context, open_: bool = False) -> None:
     print(address)
     if open_:
         webbrowser.open(address)
+
+
+@task(help={"open": "Open TensorBoard in the browser"})
+def tensorboard(c: Context, open_: bool = False) -> None:
+    """Start TensorBoard on runs/ (beside JupyterLab, same image) and print its URL."""
+    require_engine(c)
+    if not has_tensorboard(c):
+        raise Exit(
+            "This project has no TensorBoard service: add it with "
+            "`copier update --defaults --data tensorboard=true`, then `invoke lock`."
+        )
+    if not image_exists(c, image_ref(c)):
+        build(c)
+    check_tensorboard_port(c)
+    result = compose(
+        c, "up", "--detach", "--no-build", TENSORBOARD, tensorboard=True, warn=True, hide="stderr"
+    )
+    if not result.ok:
+        print(result.stderr.strip(), file=sys.stderr)
+        raise Exit("`docker compose up tensorboard` failed (error above).")
+    url = tensorboard_url(c)
+    print(f"TensorBoard: {url}")
+    if open_:
+        webbrowser.open(url)
 
 
 @task
@@ -622,10 +709,14 @@ def add(c: Context, package: str, group: str = "", restart: bool = True) -> None
         "path": "The notebook to execute",
         "output": "Where to write the executed copy (default: NAME.executed.ipynb beside it)",
         "timeout": "Seconds one cell may run (default: no limit)",
+        **GPU_HELP,
     },
 )
-def run_notebook(c: Context, path: str, output: str = "", timeout: int = -1) -> None:
+def run_notebook(
+    c: Context, path: str, output: str = "", timeout: int = -1, gpu: bool = False, no_gpu: bool = False
+) -> None:
     """Execute a notebook headlessly in a fresh container; fails if a cell fails."""
+    gpu = use_gpu(c, gpu, no_gpu)
     require_engine(c)
     source = Path(path)
     if not source.is_file():
@@ -650,6 +741,7 @@ def run_notebook(c: Context, path: str, output: str = "", timeout: int = -1) -> 
         project_path(str(source)),
         "--output",
         project_path(str(target)),
+        gpu=gpu,
         warn=True,
     )
     if not result.ok:
@@ -841,5 +933,7 @@ def doctor(c: Context) -> None:
         raise Exit("Some required checks failed: fix the lines marked [!!] above.")
 
 
-ns = Collection(build, up, down, logs, url, shell, exec_, lock, add, run_notebook, lab, push, update, doctor)
+ns = Collection(
+    build, up, down, logs, url, tensorboard, shell, exec_, lock, add, run_notebook, lab, push, update, doctor
+)
 ns.configure({"labdock": DEFAULTS})

@@ -419,10 +419,23 @@ def test_up_starts_compose_and_prints_the_url(tasks, make_ctx, project, capsys):
         "LABDOCK_IMAGE": "unit-demo:latest",
         "LABDOCK_PORT": "8888",
         "LABDOCK_BIND": "127.0.0.1",
+        "LABDOCK_GPUS": "all",
+        "LABDOCK_CPUS": "0",  # no limit (the rendered default)
+        "LABDOCK_MEMORY": "0",
+        "LABDOCK_TENSORBOARD_PORT": "6006",
     }
     assert not matching(c, r"docker build")
     token = tasks.read_env_file()["JUPYTER_TOKEN"]
-    assert f"JupyterLab: http://127.0.0.1:8888/lab?token={token}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"JupyterLab: http://127.0.0.1:8888/lab?token={token}" in out
+    assert "TensorBoard" not in out
+
+
+def test_resource_limits_reach_compose_from_the_settings(tasks, make_ctx):
+    c = make_ctx(RUNNING, cpus="1.5", memory="12g", gpus="0,1")
+    tasks.up(c)
+    env = call_of(c, COMPOSE_UP).kwargs["env"]
+    assert (env["LABDOCK_CPUS"], env["LABDOCK_MEMORY"], env["LABDOCK_GPUS"]) == ("1.5", "12g", "0,1")
 
 
 def test_up_builds_a_missing_image(tasks, make_ctx, project):
@@ -449,6 +462,28 @@ def test_up_with_gpu_adds_the_override(tasks, make_ctx, project, setting, flag):
         *("-f", str(project / "compose.gpu.yaml")),
         *("up", "--detach"),
     ]
+
+
+def test_no_gpu_overrides_the_setting(tasks, make_ctx, project):
+    (project / "compose.gpu.yaml").write_text("services: {}\n")
+    c = make_ctx(RUNNING, gpu="nvidia")
+    tasks.up(c, no_gpu=True)
+    assert "compose.gpu.yaml" not in call_of(c, COMPOSE_UP).args[0]
+
+
+def test_gpu_and_no_gpu_together_are_refused(tasks, make_ctx, project):
+    c = make_ctx(RUNNING)
+    error = exit_of(lambda: tasks.up(c, gpu=True, no_gpu=True))
+    assert error.message == "--gpu and --no-gpu contradict each other: give one of them."
+    assert commands(c) == []
+
+
+@pytest.mark.parametrize(("setting", "options", "with_gpu"), [("nvidia", {}, True), ("nvidia", {"no_gpu": True}, False), ("none", {"gpu": True}, True), ("none", {}, False)])  # fmt: skip
+def test_run_notebook_follows_the_gpu_choice(tasks, make_ctx, project, setting, options, with_gpu):
+    (project / "compose.gpu.yaml").write_text("services: {}\n")
+    c = make_ctx(gpu=setting)
+    tasks.run_notebook(c, str(project / "notebooks" / "getting-started.ipynb"), **options)
+    assert ("compose.gpu.yaml" in call_of(c, COMPOSE_RUN).args[0]) is with_gpu
 
 
 def test_up_without_gpu_leaves_out_the_override(tasks, make_ctx, project):
@@ -579,6 +614,51 @@ def test_down(tasks, make_ctx, project, volumes, tail):
     ]
     assert args[-len(tail) :] == tail
     assert ("--volumes" in args) is volumes
+    assert ("--profile", "tensorboard") in pairs(args)  # a TensorBoard started alone stops too
+
+
+# ----------------------------------------------------------------------------- tensorboard
+
+SERVICES = r"docker compose .* config --services"
+
+
+def test_up_starts_tensorboard_when_enabled(tasks, make_ctx, capsys):
+    c = make_ctx(RUNNING, tensorboard=True, tensorboard_port=6106)
+    tasks.up(c)
+    up_args = args_of(c, COMPOSE_UP)
+    assert ("--profile", "tensorboard") in pairs(up_args)
+    assert call_of(c, COMPOSE_UP).kwargs["env"]["LABDOCK_TENSORBOARD_PORT"] == "6106"
+    assert "TensorBoard: http://127.0.0.1:6106/" in capsys.readouterr().out
+
+
+def test_up_leaves_tensorboard_off_by_default(tasks, make_ctx):
+    c = make_ctx(RUNNING)
+    tasks.up(c)
+    assert "--profile" not in args_of(c, COMPOSE_UP)
+
+
+def test_tensorboard_task_starts_the_service(tasks, make_ctx, capsys):
+    c = make_ctx({SERVICES: ok("lab\ntensorboard\n")}, tensorboard_port=6106)
+    tasks.tensorboard(c)
+    assert args_of(c, COMPOSE_UP)[-1] == "tensorboard"
+    assert "TensorBoard: http://127.0.0.1:6106/" in capsys.readouterr().out
+
+
+def test_tensorboard_task_without_the_service(tasks, make_ctx):
+    c = make_ctx({SERVICES: ok("lab\n")})
+    error = exit_of(lambda: tasks.tensorboard(c))
+    assert "no TensorBoard service" in error.message
+    assert "tensorboard=true" in error.message
+    assert not matching(c, COMPOSE_UP)
+
+
+def test_tensorboard_port_in_use(tasks, make_ctx, monkeypatch):
+    monkeypatch.setattr(tasks, "port_in_use", lambda host, port: port == 6106)
+    c = make_ctx({SERVICES: ok("lab\ntensorboard\n"), PS: ok("")}, tensorboard_port=6106)
+    error = exit_of(lambda: tasks.tensorboard(c))
+    assert "Port 6106 on 127.0.0.1 (TensorBoard) is already in use" in error.message
+    assert "INVOKE_LABDOCK_TENSORBOARD_PORT" in error.message
+    assert not matching(c, COMPOSE_UP)
 
 
 @pytest.mark.parametrize(
