@@ -26,12 +26,20 @@ BAD_ANSWERS = [
     ("registry=ghcr.io/my team", "registry must be empty or a lowercase registry prefix"),
     ("registry=GHCR.io/Acme", "registry must be empty or a lowercase registry prefix"),
     ("author_email=nobody", "author_email must look like name@example.com"),
+    ("cpu_limit=four", "cpu_limit must be empty (no limit) or a positive number of CPUs"),
+    ("cpu_limit=0", "cpu_limit must be empty (no limit) or a positive number of CPUs"),
+    ("cpu_limit=-2", "cpu_limit must be empty (no limit) or a positive number of CPUs"),
+    ("memory_limit=12", "memory_limit must be empty (no limit) or a positive size with a unit k, m or g"),
+    ("memory_limit=12GB", "memory_limit must be empty (no limit) or a positive size with a unit k, m or g"),
+    ("memory_limit=0g", "memory_limit must be empty (no limit) or a positive size with a unit k, m or g"),
+    ("tensorboard=true;tensorboard_port=22", "tensorboard_port must be an integer from 1024 to 65535"),
+    ("tensorboard=true;tensorboard_port=8888", "tensorboard_port must differ from jupyter_port (8888)"),
 ]
 
 
 def copier_copy(dst: Path, *data: str) -> subprocess.CompletedProcess:
     args = [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref=HEAD"]
-    args += [f"--data={item}" for item in data]
+    args += [f"--data={item}" for items in data for item in items.split(";")]  # ";" joins answers
     return subprocess.run([*args, str(REPO), str(dst)], capture_output=True, text=True)
 
 
@@ -52,6 +60,10 @@ def test_good_answers_are_accepted(tmp_path):
         "jupyter_port=1024",
         "registry=127.0.0.1:5000/team",
         "python_version=3.14",
+        "cpu_limit=0.5",
+        "memory_limit=1.5g",
+        "tensorboard=true",
+        "tensorboard_port=7007",
     )
     assert result.returncode == 0, result.stderr
     assert "package_name: tumor_segmentation" in (dst / ".copier-answers.yml").read_text()

@@ -35,6 +35,7 @@ TASKS = [
     "run-notebook",
     "lab",
     "update",
+    "tensorboard",
 ]
 
 MATRIX = [
@@ -45,6 +46,9 @@ MATRIX = [
         "python_version": "3.12",
         "gpu": "nvidia",
         "registry": "ghcr.io/acme",
+        "cpu_limit": "4",
+        "memory_limit": "12g",
+        "tensorboard": True,
     },
     {
         "project_name": "Vision Lab",
@@ -66,6 +70,9 @@ MATRIX = [
         "python_version": "3.11",
         "gpu": "none",
         "r_kernel": True,
+        "cpu_limit": "1.5",
+        "tensorboard": True,
+        "tensorboard_port": "6106",
     },
 ]
 STACK_PACKAGES = {
@@ -107,7 +114,7 @@ def test_pyproject_dependencies_follow_the_stack(project):
     assert data["project"]["dependencies"] == []  # the user's own; the stack is the lab group
     lab = data["tool"]["poetry"]["group"]["lab"]["dependencies"]
     expected = set().union(*(STACK_PACKAGES[layer] for layer in STACK_LAYERS[answers["stack"]]))
-    assert set(lab) == expected
+    assert set(lab) == expected | ({"tensorboard"} if answers.get("tensorboard") else set())
     sources = {source["name"]: source for source in data["tool"]["poetry"].get("source", [])}
     if answers["stack"] == "pytorch" and answers["gpu"] == "none":
         # CPU wheels from PyTorch's index on Linux/Windows (explicit: nothing else comes from it)
@@ -150,8 +157,25 @@ def test_answers_file_and_yaml_parse(project):
         assert recorded[key] == value
     config = yaml.safe_load((root / "invoke.yaml").read_text())["labdock"]
     assert config["port"] == int(answers.get("jupyter_port", 8888))
+    assert (config["cpus"], config["memory"]) == (
+        answers.get("cpu_limit", ""),
+        answers.get("memory_limit", ""),
+    )
+    assert config["tensorboard"] is answers.get("tensorboard", False)
+    if answers.get("tensorboard"):
+        assert config["tensorboard_port"] == int(answers.get("tensorboard_port", 6006))
+        assert (root / "runs" / ".gitkeep").exists()
+    else:
+        assert not (root / "runs").exists()
     assert config["registry"] == answers.get("registry", "")
     assert config["bind"] == "127.0.0.1"
+
+
+def compose_config(root: Path, *args: str, **env: str) -> dict:
+    env = {"PATH": "/usr/bin:/bin", "JUPYTER_TOKEN": "t" * 64, **env}
+    result = run_in(root, tool("docker-compose"), *args, "config", "--format", "json", **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def test_compose_config_accepts_the_files(project):
@@ -172,6 +196,46 @@ def test_compose_config_accepts_the_files(project):
         assert service["environment"]["JUPYTER_TOKEN"] == "t" * 64
         reservations = service.get("deploy", {}).get("resources", {}).get("reservations", {})
         assert bool(reservations.get("devices")) == ("compose.gpu.yaml" in args)
+
+
+def test_gpu_override_merges_devices_and_nvidia_variables(project):
+    root, answers = project
+    if answers["gpu"] != "nvidia":
+        return
+    merged = compose_config(root, "-f", "compose.yaml", "-f", "compose.gpu.yaml", LABDOCK_GPUS="0,1")
+    lab = merged["services"]["lab"]
+    assert lab["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "count": -1, "capabilities": ["gpu"]}  # -1: compose's "all"
+    ]
+    assert lab["environment"]["NVIDIA_VISIBLE_DEVICES"] == "0,1"
+    assert lab["environment"]["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
+    assert lab["environment"]["JUPYTER_TOKEN"] == "t" * 64  # merged, not replaced
+    default = compose_config(root, "-f", "compose.yaml", "-f", "compose.gpu.yaml")
+    assert default["services"]["lab"]["environment"]["NVIDIA_VISIBLE_DEVICES"] == "all"
+
+
+def test_resource_limits_come_from_the_environment(project):
+    root, _ = project
+    unlimited = compose_config(root)["services"]["lab"]["deploy"]["resources"]["limits"]
+    assert unlimited.get("cpus", 0) in (0, "0", 0.0) and unlimited.get("memory", 0) in (0, "0")
+    limited = compose_config(root, LABDOCK_CPUS="1.5", LABDOCK_MEMORY="12g")
+    limits = limited["services"]["lab"]["deploy"]["resources"]["limits"]
+    assert float(limits["cpus"]) == 1.5
+    assert int(limits["memory"]) == 12 * 1024**3
+
+
+def test_tensorboard_service_is_a_loopback_profile(project):
+    root, answers = project
+    services = compose_config(root, "--profile", "tensorboard")["services"]
+    assert "tensorboard" not in compose_config(root)["services"]  # off unless its profile is on
+    if not answers.get("tensorboard"):
+        assert "tensorboard" not in services
+        return
+    board = services["tensorboard"]
+    assert board["ports"][0]["host_ip"] == "127.0.0.1"
+    assert board["ports"][0]["published"] == str(answers.get("tensorboard_port", 6006))
+    assert board["command"][:3] == ["tensorboard", "--logdir", "/workspace/runs"]
+    assert board["image"] == services["lab"]["image"]
 
 
 def test_compose_refuses_to_start_without_a_token(project):

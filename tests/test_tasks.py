@@ -478,7 +478,15 @@ def test_gpu_and_no_gpu_together_are_refused(tasks, make_ctx, project):
     assert commands(c) == []
 
 
-@pytest.mark.parametrize(("setting", "options", "with_gpu"), [("nvidia", {}, True), ("nvidia", {"no_gpu": True}, False), ("none", {"gpu": True}, True), ("none", {}, False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("setting", "options", "with_gpu"),
+    [
+        ("nvidia", {}, True),
+        ("nvidia", {"no_gpu": True}, False),
+        ("none", {"gpu": True}, True),
+        ("none", {}, False),
+    ],
+)
 def test_run_notebook_follows_the_gpu_choice(tasks, make_ctx, project, setting, options, with_gpu):
     (project / "compose.gpu.yaml").write_text("services: {}\n")
     c = make_ctx(gpu=setting)
