@@ -409,11 +409,29 @@ def progress(message: str, final: bool = False) -> None:
 def server_answers(host: str, port: int) -> bool:
     """True when JupyterLab answers /api (which needs no token) on its published address."""
     address = "127.0.0.1" if host == "0.0.0.0" else host
+    return url_answers(f"http://{address}:{port}/api")
+
+
+def url_answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{address}:{port}/api", timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
     except (OSError, http.client.HTTPException):
         return False
+
+
+def wait_for_tensorboard(c: Context, timeout: float = 90) -> str:
+    """TensorBoard's URL, once it answers (it has no healthcheck of its own)."""
+    url = tensorboard_url(c)
+    deadline = time.monotonic() + timeout
+    while not url_answers(url):
+        if time.monotonic() > deadline:
+            raise Exit(
+                f"TensorBoard did not answer on {url} within {timeout:.0f}s: see "
+                "`docker compose logs tensorboard`, fix what it shows, then `invoke tensorboard`."
+            )
+        time.sleep(HEALTH_POLL_SECONDS)
+    return url
 
 
 def wait_until_healthy(c: Context, timeout: float) -> None:
@@ -582,7 +600,7 @@ def up(
     url = server_url(c)
     print(f"JupyterLab: {url}")
     if with_tensorboard:
-        print(f"TensorBoard: {tensorboard_url(c)}")
+        print(f"TensorBoard: {wait_for_tensorboard(c)}")
     if open_:
         webbrowser.open(url)
 
@@ -633,7 +651,7 @@ def tensorboard(c: Context, open_: bool = False) -> None:
     if not result.ok:
         print(result.stderr.strip(), file=sys.stderr)
         raise Exit("`docker compose up tensorboard` failed (error above).")
-    url = tensorboard_url(c)
+    url = wait_for_tensorboard(c)
     print(f"TensorBoard: {url}")
     if open_:
         webbrowser.open(url)

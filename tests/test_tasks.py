@@ -630,7 +630,12 @@ def test_down(tasks, make_ctx, project, volumes, tail):
 SERVICES = r"docker compose .* config --services"
 
 
-def test_up_starts_tensorboard_when_enabled(tasks, make_ctx, capsys):
+@pytest.fixture
+def tensorboard_answers(tasks, monkeypatch):
+    monkeypatch.setattr(tasks, "url_answers", lambda url: url == "http://127.0.0.1:6106/")
+
+
+def test_up_starts_tensorboard_when_enabled(tasks, make_ctx, capsys, tensorboard_answers):
     c = make_ctx(RUNNING, tensorboard=True, tensorboard_port=6106)
     tasks.up(c)
     up_args = args_of(c, COMPOSE_UP)
@@ -645,11 +650,20 @@ def test_up_leaves_tensorboard_off_by_default(tasks, make_ctx):
     assert "--profile" not in args_of(c, COMPOSE_UP)
 
 
-def test_tensorboard_task_starts_the_service(tasks, make_ctx, capsys):
+def test_tensorboard_task_starts_the_service(tasks, make_ctx, capsys, tensorboard_answers):
     c = make_ctx({SERVICES: ok("lab\ntensorboard\n")}, tensorboard_port=6106)
     tasks.tensorboard(c)
     assert args_of(c, COMPOSE_UP)[-1] == "tensorboard"
     assert "TensorBoard: http://127.0.0.1:6106/" in capsys.readouterr().out
+
+
+def test_tensorboard_that_never_answers(tasks, make_ctx, monkeypatch):
+    monkeypatch.setattr(tasks, "url_answers", lambda url: False)
+    monkeypatch.setattr(tasks, "HEALTH_POLL_SECONDS", 0)
+    c = make_ctx({SERVICES: ok("lab\ntensorboard\n")}, tensorboard_port=6106)
+    error = exit_of(lambda: tasks.wait_for_tensorboard(c, timeout=0.05))
+    assert "TensorBoard did not answer on http://127.0.0.1:6106/ within 0s" in error.message
+    assert "docker compose logs tensorboard" in error.message
 
 
 def test_tensorboard_task_without_the_service(tasks, make_ctx):
