@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import http.client
 import io
+import json
 import os
 import secrets
 import shlex
@@ -720,51 +721,97 @@ def add(c: Context, package: str, group: str = "", restart: bool = True) -> None
         up(c)
 
 
+def notebooks_under(path: Path, marked: bool) -> list[Path]:
+    """The notebook at path, or those in the folder; with marked, only those marked for CI."""
+    if path.is_dir():
+        found = sorted(
+            notebook
+            for notebook in path.rglob("*.ipynb")
+            if not notebook.name.endswith(".executed.ipynb") and ".ipynb_checkpoints" not in notebook.parts
+        )
+    elif path.is_file():
+        found = [path]
+    else:
+        raise Exit(f"No notebook or folder at {path}.")
+    return [notebook for notebook in found if not marked or is_marked_for_ci(notebook)]
+
+
+def is_marked_for_ci(notebook: Path) -> bool:
+    """A notebook's metadata says {"labdock": {"ci": true}} (JupyterLab: Property Inspector)."""
+    try:
+        metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, ValueError):
+        return False
+    return metadata.get("labdock", {}).get("ci") is True
+
+
 @task(
     name="run-notebook",
     positional=["path"],
     help={
-        "path": "The notebook to execute",
-        "output": "Where to write the executed copy (default: NAME.executed.ipynb beside it)",
+        "path": "A notebook, or a folder: every notebook in it",
+        "marked": 'Only the notebooks whose metadata has {"labdock": {"ci": true}} (what CI runs)',
+        "output": "Where to write the executed copy of one notebook (default: NAME.executed.ipynb beside it)",
         "timeout": "Seconds one cell may run (default: no limit)",
         **GPU_HELP,
     },
 )
 def run_notebook(
-    c: Context, path: str, output: str = "", timeout: int = -1, gpu: bool = False, no_gpu: bool = False
+    c: Context,
+    path: str,
+    marked: bool = False,
+    output: str = "",
+    timeout: int = -1,
+    gpu: bool = False,
+    no_gpu: bool = False,
 ) -> None:
-    """Execute a notebook headlessly in a fresh container; fails if a cell fails."""
+    """Execute notebooks headlessly, each in a fresh container; fails if a cell fails."""
     gpu = use_gpu(c, gpu, no_gpu)
     require_engine(c)
-    source = Path(path)
-    if not source.is_file():
-        raise Exit(f"No notebook at {path}.")
-    target = Path(output) if output else source.with_name(source.stem + ".executed.ipynb")
+    notebooks = notebooks_under(Path(path), marked)
+    if not notebooks:
+        marker = ' marked for CI (metadata {"labdock": {"ci": true}})' if marked else ""
+        print(f"No notebook{marker} in {path}: nothing to run.")
+        return
+    if output and len(notebooks) > 1:
+        raise Exit(f"--output names one executed copy, but {path} holds {len(notebooks)} notebooks: drop it.")
     ensure_token()
     if not image_exists(c, image_ref(c)):
         build(c)
-    result = compose(
-        c,
-        "run",
-        "--rm",
-        "--no-deps",
-        "-T",
-        settings(c).service,
-        "jupyter",
-        "nbconvert",
-        "--to",
-        "notebook",
-        "--execute",
-        f"--ExecutePreprocessor.timeout={timeout}",
-        project_path(str(source)),
-        "--output",
-        project_path(str(target)),
-        gpu=gpu,
-        warn=True,
-    )
-    if not result.ok:
-        raise Exit(f"{path} failed: a cell raised an error (traceback above).")
-    print(f"Executed copy: {target}")
+    started, failed = time.monotonic(), []
+    for source in notebooks:
+        target = Path(output) if output else source.with_name(source.stem + ".executed.ipynb")
+        print(f"Running {source} ...", flush=True)
+        result = compose(
+            c,
+            "run",
+            "--rm",
+            "--no-deps",
+            "-T",
+            settings(c).service,
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            f"--ExecutePreprocessor.timeout={timeout}",
+            project_path(str(source)),
+            "--output",
+            project_path(str(target)),
+            gpu=gpu,
+            warn=True,
+        )
+        if result.ok:
+            print(f"Executed copy: {target}")
+        else:
+            failed.append(source)
+    if len(notebooks) == 1 and failed:
+        raise Exit(f"{failed[0]} failed: a cell raised an error (traceback above).")
+    if failed:
+        names = ", ".join(str(notebook) for notebook in failed)
+        raise Exit(f"{len(failed)} of {len(notebooks)} notebooks failed: {names} (tracebacks above).")
+    count = f"{len(notebooks)} notebook" + ("s" if len(notebooks) > 1 else "")
+    print(f"Ran {count} in {time.monotonic() - started:.1f}s.")
 
 
 @task(

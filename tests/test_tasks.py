@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import re
 import shlex
 import shutil
@@ -944,7 +945,7 @@ def test_run_notebook_missing(tasks, make_ctx, project, monkeypatch):
     monkeypatch.chdir(project)
     c = make_ctx()
     error = exit_of(lambda: tasks.run_notebook(c, "notebooks/nothing.ipynb"))
-    assert error.message == "No notebook at notebooks/nothing.ipynb."
+    assert error.message == "No notebook or folder at notebooks/nothing.ipynb."
 
 
 def test_run_notebook_outside_the_project(tasks, make_ctx, project, tmp_path, monkeypatch):
@@ -964,6 +965,72 @@ def test_run_notebook_cell_failure(tasks, make_ctx, project, monkeypatch):
     assert (
         error.message == "notebooks/getting-started.ipynb failed: a cell raised an error (traceback above)."
     )
+
+
+def write_notebook(path: Path, ci: bool | None) -> None:
+    metadata = {} if ci is None else {"labdock": {"ci": ci}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cells": [], "metadata": metadata, "nbformat": 4, "nbformat_minor": 5}))
+
+
+def executed(c: MockContext) -> list[str]:
+    return [shlex.split(command)[-3] for command in matching(c, COMPOSE_RUN)]
+
+
+def test_run_notebook_runs_a_folder_each_in_its_own_container(tasks, make_ctx, project, monkeypatch, capsys):
+    monkeypatch.chdir(project)
+    write_notebook(project / "notebooks" / "deep" / "b.ipynb", ci=None)
+    write_notebook(project / "notebooks" / "a.ipynb", ci=False)
+    write_notebook(project / "notebooks" / "a.executed.ipynb", ci=True)  # an output, never an input
+    c = make_ctx()
+    tasks.run_notebook(c, "notebooks")
+    assert executed(c) == [
+        "/workspace/notebooks/a.ipynb",
+        "/workspace/notebooks/deep/b.ipynb",
+        "/workspace/notebooks/getting-started.ipynb",
+    ]
+    assert "Ran 3 notebooks in" in capsys.readouterr().out
+
+
+def test_run_notebook_marked_runs_only_notebooks_marked_for_ci(tasks, make_ctx, project, monkeypatch):
+    monkeypatch.chdir(project)
+    write_notebook(project / "notebooks" / "marked.ipynb", ci=True)
+    write_notebook(project / "notebooks" / "unmarked.ipynb", ci=False)
+    c = make_ctx()
+    tasks.run_notebook(c, "notebooks", marked=True)
+    # The starter notebook is marked, so a new project's CI runs it.
+    assert executed(c) == ["/workspace/notebooks/getting-started.ipynb", "/workspace/notebooks/marked.ipynb"]
+
+
+def test_run_notebook_with_nothing_marked_runs_nothing(tasks, make_ctx, project, monkeypatch, capsys):
+    monkeypatch.chdir(project)
+    (project / "notebooks" / "getting-started.ipynb").unlink()
+    write_notebook(project / "notebooks" / "unmarked.ipynb", ci=None)
+    c = make_ctx()
+    tasks.run_notebook(c, "notebooks", marked=True)
+    assert not matching(c, COMPOSE_RUN)
+    assert (
+        'No notebook marked for CI (metadata {"labdock": {"ci": true}}) in notebooks'
+        in capsys.readouterr().out
+    )
+
+
+def test_run_notebook_folder_reports_every_failure(tasks, make_ctx, project, monkeypatch):
+    monkeypatch.chdir(project)
+    write_notebook(project / "notebooks" / "a.ipynb", ci=True)
+    c = make_ctx({COMPOSE_RUN: [fail("CellExecutionError"), ok()]})
+    error = exit_of(lambda: tasks.run_notebook(c, "notebooks"))
+    assert error.message == "1 of 2 notebooks failed: notebooks/a.ipynb (tracebacks above)."
+    assert len(executed(c)) == 2  # a failure does not stop the others
+
+
+def test_run_notebook_output_needs_one_notebook(tasks, make_ctx, project, monkeypatch):
+    monkeypatch.chdir(project)
+    write_notebook(project / "notebooks" / "a.ipynb", ci=True)
+    c = make_ctx()
+    error = exit_of(lambda: tasks.run_notebook(c, "notebooks", output="out.ipynb"))
+    assert "--output names one executed copy, but notebooks holds 2 notebooks" in error.message
+    assert not matching(c, COMPOSE_RUN)
 
 
 # ----------------------------------------------------------------------------- lab --local
