@@ -399,6 +399,11 @@ def health(c: Context, cid: str) -> tuple[str, str]:
     return state, status
 
 
+def since(started: float) -> str:
+    """Seconds since a time.monotonic() reading, for the one-line summary ending a long step."""
+    return f"{time.monotonic() - started:.1f}s"
+
+
 def progress(message: str, final: bool = False) -> None:
     """One status line: rewritten in place on a terminal, printed plainly in logs."""
     if sys.stdout.isatty():
@@ -508,6 +513,7 @@ def project_path(path: str) -> str:
 def build(c: Context, no_cache: bool = False, pull: bool = False) -> None:
     """Build the JupyterLab image (runs `invoke lock` first when poetry.lock is missing)."""
     require_engine(c)
+    started = time.monotonic()
     if not LOCK_FILE.exists():
         print("poetry.lock is missing: running `invoke lock` first.")
         lock(c)
@@ -539,7 +545,7 @@ def build(c: Context, no_cache: bool = False, pull: bool = False) -> None:
         if problem:
             raise Exit(problem) from None
         raise
-    print(f"Built {image_ref(c)}.")
+    print(f"Built {image_ref(c)} in {since(started)}.")
 
 
 GPU_HELP = {
@@ -693,10 +699,11 @@ def exec_(c: Context, command: str) -> None:
 def lock(c: Context, upgrade: bool = False) -> None:
     """Resolve pyproject.toml into poetry.lock, with Poetry in a container (no Poetry on the host)."""
     require_engine(c)
+    started = time.monotonic()
     result = poetry_in_container(c, "lock" + (" --regenerate" if upgrade else ""), ["poetry.lock"], warn=True)
     if not result.ok:
         raise Exit(build_failure_hint("poetry lock failed"))
-    print("poetry.lock is up to date: commit it with pyproject.toml.")
+    print(f"poetry.lock is up to date ({since(started)}): commit it with pyproject.toml.")
 
 
 @task(
@@ -886,6 +893,7 @@ def push(c: Context, tag: str = "") -> None:
         if not login.ok:
             raise Exit(f"Login to {host} as {user} failed: check REGISTRY_USER and REGISTRY_PASSWORD.")
     for version_tag in (version, "latest"):
+        started = time.monotonic()
         remote = f"{s.registry}/{s.image}:{version_tag}"
         c.run(cmd("docker", "tag", image_ref(c), remote), hide=True, warn=True)
         result = c.run(cmd("docker", "push", remote), warn=True, hide="stderr")
@@ -897,7 +905,7 @@ def push(c: Context, tag: str = "") -> None:
                     f"REGISTRY_USER and REGISTRY_PASSWORD, or run `docker login {host}`."
                 )
             raise Exit(f"Pushing {remote} failed: {error.splitlines()[-1] if error else 'see above'}")
-        print(f"Pushed {remote}")
+        print(f"Pushed {remote} in {since(started)}.")
 
 
 @task(help={"vcs_ref": "Template version to update to (default: its latest release)"})

@@ -72,16 +72,17 @@ def offline(config: dict) -> dict:
     return {**config, "repos": repos}
 
 
-def run_all_files(root: Path, *extra: str) -> subprocess.CompletedProcess:
-    """`pre-commit run --all-files` in a git work tree with the offline form of its config."""
+def run(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """`pre-commit run ARGS` in a git work tree, with the offline form of its config."""
     tool = Path(sys.executable).parent / "pre-commit"  # the nox session's
     config = yaml.safe_load((root / ".pre-commit-config.yaml").read_text())
     offline_config = root.parent / f"{root.name}.offline-pre-commit.yaml"  # outside the checked tree
     offline_config.write_text(yaml.safe_dump(offline(config), sort_keys=False))
     command = str(tool) if tool.exists() else "pre-commit"
     return subprocess.run(
-        [command, "run", "--all-files", "--config", str(offline_config), *extra],
-        cwd=root,
-        capture_output=True,
-        text=True,
+        [command, "run", "--config", str(offline_config), *args], cwd=root, capture_output=True, text=True
     )
+
+
+def run_all_files(root: Path) -> subprocess.CompletedProcess:
+    return run(root, "--all-files")

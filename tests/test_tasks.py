@@ -260,6 +260,18 @@ def test_build_command(tasks, make_ctx, project):
     assert not matching(c, CHECK_LOCK)  # a good build does not pay for the lock check
 
 
+def test_long_steps_end_with_a_timed_summary(tasks, make_ctx, project, capsys):
+    write_lock(project)
+    c = make_ctx()
+    tasks.build(c)
+    tasks.lock(c)
+    out = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"Built unit-demo:latest in [0-9]+\.[0-9]s\.", out[0])
+    assert re.fullmatch(
+        r"poetry\.lock is up to date \([0-9]+\.[0-9]s\): commit it with pyproject\.toml\.", out[1]
+    )
+
+
 def test_build_labels_without_git(tasks, make_ctx, project):
     write_lock(project)
     c = make_ctx({r"git ": fail("fatal: not a git repository")})
@@ -848,7 +860,7 @@ def test_push_logs_in_with_the_password_on_stdin_only(tasks, make_ctx, monkeypat
     ]
     assert matching(c, PUSH) == [f"docker push {remote}:v1.2.0", f"docker push {remote}:latest"]
     assert position(c, LOGIN) < position(c, PUSH)
-    assert f"Pushed {remote}:latest" in capsys.readouterr().out
+    assert re.search(rf"Pushed {re.escape(remote)}:latest in [0-9.]+s\.", capsys.readouterr().out)
 
 
 def test_push_version_falls_back_to_the_commit(tasks, make_ctx):
