@@ -103,7 +103,19 @@ def compose(c: Context, *args: object, gpu: bool = False, tensorboard: bool = Fa
     s = settings(c)
     files = ["-f", COMPOSE_FILE] + (["-f", GPU_COMPOSE_FILE] if gpu else [])
     profiles = ["--profile", TENSORBOARD] if tensorboard else []
-    env = {
+    env = compose_settings(c)
+    if not read_env_file().get("JUPYTER_TOKEN"):
+        # compose.yaml refuses to parse without a token; only `up` uses it, and `up` creates .env
+        # before it starts anything, so `down`, `ps`... may go on without one.
+        env["JUPYTER_TOKEN"] = "unused-without-env-file"
+    command = cmd("docker", "compose", "--project-name", s.project, *files, *profiles, *args)
+    return c.run(command, env=env, **run_kwargs)
+
+
+def compose_settings(c: Context) -> dict[str, str]:
+    """invoke.yaml's settings as the LABDOCK_* variables compose.yaml reads."""
+    s = settings(c)
+    return {
         "LABDOCK_IMAGE": image_ref(c),
         "LABDOCK_PORT": str(s.port),
         "LABDOCK_BIND": s.bind,
@@ -113,12 +125,24 @@ def compose(c: Context, *args: object, gpu: bool = False, tensorboard: bool = Fa
         "LABDOCK_MEMORY": str(s.memory or 0),
         "LABDOCK_TENSORBOARD_PORT": str(s.tensorboard_port),
     }
-    if not read_env_file().get("JUPYTER_TOKEN"):
-        # compose.yaml refuses to parse without a token; only `up` uses it, and `up` creates .env
-        # before it starts anything, so `down`, `ps`... may go on without one.
-        env["JUPYTER_TOKEN"] = "unused-without-env-file"
-    command = cmd("docker", "compose", "--project-name", s.project, *files, *profiles, *args)
-    return c.run(command, env=env, **run_kwargs)
+
+
+SETTINGS_HEADER = "# invoke.yaml's settings for compose, written by `invoke up` / `invoke prepare`:"
+
+
+def save_settings_for_compose(c: Context) -> None:
+    """Mirror the settings into .env, which compose reads by itself: a container started without
+    invoke (VS Code's devcontainer, plain `docker compose up`) gets the same port, limits, image."""
+    kept = [
+        line
+        for line in (ENV_FILE.read_text().splitlines() if ENV_FILE.exists() else [])
+        if not line.startswith("LABDOCK_") and line != SETTINGS_HEADER
+    ]
+    lines = [*kept, SETTINGS_HEADER, *(f"{key}={value}" for key, value in compose_settings(c).items())]
+    fd = os.open(ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as env_file:
+        env_file.write("\n".join(lines) + "\n")
+    os.chmod(ENV_FILE, 0o600)
 
 
 def read_env_file() -> dict[str, str]:
@@ -569,6 +593,7 @@ def up(
     gpu = use_gpu(c, gpu, no_gpu)
     require_engine(c)
     ensure_token()
+    save_settings_for_compose(c)
     if build_ or not image_exists(c, image_ref(c)):
         build(c)
     if not container_id(c) and port_in_use(s.bind, int(s.port)):
@@ -638,6 +663,18 @@ def url(c: Context, open_: bool = False) -> None:
     print(address)
     if open_:
         webbrowser.open(address)
+
+
+@task
+def prepare(c: Context) -> None:
+    """Ready the project for a container started without invoke (VS Code's devcontainer, `docker
+    compose up`): .env with the token and invoke.yaml's settings, and the image built if missing."""
+    require_engine(c)
+    ensure_token()
+    save_settings_for_compose(c)
+    if not image_exists(c, image_ref(c)):
+        build(c)
+    print(f"Ready: {ENV_FILE.name} holds the token and settings, {image_ref(c)} is built.")
 
 
 @task(help={"open": "Open TensorBoard in the browser"})
@@ -1007,6 +1044,21 @@ def doctor(c: Context) -> None:
 
 
 ns = Collection(
-    build, up, down, logs, url, tensorboard, shell, exec_, lock, add, run_notebook, lab, push, update, doctor
+    build,
+    up,
+    down,
+    logs,
+    url,
+    tensorboard,
+    shell,
+    exec_,
+    lock,
+    add,
+    run_notebook,
+    lab,
+    push,
+    update,
+    doctor,
+    prepare,
 )
 ns.configure({"labdock": DEFAULTS})

@@ -16,6 +16,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
@@ -40,6 +41,7 @@ TASKS = [
     "lab",
     "update",
     "tensorboard",
+    "prepare",
 ]
 
 MATRIX = [
@@ -73,6 +75,7 @@ MATRIX = [
         "python_version": "3.14",
         "gpu": "none",
         "registry": "127.0.0.1:5000/team",
+        "devcontainer": False,
     },
     {
         "project_name": "Speech CPU",
@@ -317,6 +320,53 @@ def test_generated_workflow_passes_actionlint_and_the_schema(project, actionlint
     assert built["with"]["tags"] == f"{slug}:latest"  # the image `invoke up` looks for
     assert built["with"]["cache-to"] == "type=gha,mode=max"
     assert jobs["publish"]["permissions"]["packages"] == "write"
+
+
+def jsonc(path: Path) -> dict:
+    """devcontainer.json is JSON with comments: drop the // lines, parse the rest."""
+    return json.loads(
+        "\n".join(line for line in path.read_text().splitlines() if not line.strip().startswith("//"))
+    )
+
+
+@pytest.fixture(scope="session")
+def devcontainer_cli(tmp_path_factory) -> str:
+    npm = shutil.which("npm")
+    assert npm, "the devcontainer CLI needs Node.js and npm on PATH (the CI machine has both)"
+    prefix = tmp_path_factory.mktemp("devcontainer-cli")
+    install = [npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(prefix)]
+    subprocess.run([*install, "@devcontainers/cli@0.89.0"], check=True, capture_output=True)
+    return str(prefix / "node_modules" / ".bin" / "devcontainer")
+
+
+def test_devcontainer_attaches_to_the_compose_service(project, devcontainer_cli):
+    root, answers = project
+    path = root / ".devcontainer" / "devcontainer.json"
+    if not answers.get("devcontainer", True):
+        assert not (root / ".devcontainer").exists()
+        return
+    config = jsonc(path)
+    schema = json.loads((REPO / "tests" / "schemas" / "devcontainer-compose.schema.json").read_text())
+    jsonschema.validate(config, schema)
+    compose = yaml.safe_load((root / "compose.yaml").read_text())
+    assert config["service"] in compose["services"]
+    assert (path.parent / config["dockerComposeFile"][0]).resolve() == root / "compose.yaml"
+    assert f".:{config['workspaceFolder']}" in compose["services"][config["service"]]["volumes"]
+    assert {"ms-python.python", "ms-toolsai.jupyter"} <= set(config["customizations"]["vscode"]["extensions"])
+    assert config["initializeCommand"] == "invoke prepare"
+    # The devcontainer CLI (the reference implementation) reads it as we meant it.
+    read = run_in(root, devcontainer_cli, "read-configuration", "--workspace-folder", ".")
+    assert read.returncode == 0, read.stderr
+    assert json.loads(read.stdout)["configuration"]["service"] == "lab"
+
+
+def test_devcontainer_schema_refuses_a_typo():
+    schema = json.loads((REPO / "tests" / "schemas" / "devcontainer-compose.schema.json").read_text())
+    good = {"dockerComposeFile": "../compose.yaml", "service": "lab", "workspaceFolder": "/workspace"}
+    jsonschema.validate(good, schema)
+    for bad in ({**good, "workspacefolder": "/x"}, {k: v for k, v in good.items() if k != "service"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
 
 
 def test_repository_workflow_passes_actionlint(actionlint):

@@ -638,6 +638,39 @@ def test_down(tasks, make_ctx, project, volumes, tail):
     assert ("--profile", "tensorboard") in pairs(args)  # a TensorBoard started alone stops too
 
 
+# ----------------------------------------------------------------------------- prepare, .env
+
+
+def test_prepare_writes_token_and_settings_to_env_and_builds_a_missing_image(tasks, make_ctx, project):
+    write_lock(project)
+    c = make_ctx({IMAGE_INSPECT: fail()}, port=9999, cpus="2")
+    tasks.prepare(c)
+    env = tasks.read_env_file()
+    assert len(env["JUPYTER_TOKEN"]) == 64
+    assert (env["LABDOCK_PORT"], env["LABDOCK_CPUS"], env["LABDOCK_IMAGE"]) == (
+        "9999",
+        "2",
+        "unit-demo:latest",
+    )
+    assert stat.S_IMODE((project / ".env").stat().st_mode) == 0o600
+    assert matching(c, RUNTIME)
+
+
+def test_settings_in_env_are_replaced_and_other_lines_kept(tasks, make_ctx, project):
+    (project / ".env").write_text("JUPYTER_TOKEN=abc\nMY_VAR=1\nLABDOCK_PORT=1111\n")
+    tasks.prepare(make_ctx(port=9999))
+    tasks.prepare(make_ctx(port=8888))  # twice: one block of settings, the latest
+    text = (project / ".env").read_text()
+    assert text.count("LABDOCK_PORT=") == 1 and "LABDOCK_PORT=8888" in text
+    assert text.startswith("JUPYTER_TOKEN=abc\nMY_VAR=1\n")
+    assert text.count(tasks.SETTINGS_HEADER) == 1
+
+
+def test_up_keeps_env_settings_in_step(tasks, make_ctx, project):
+    tasks.up(make_ctx(RUNNING, memory="4g"))
+    assert tasks.read_env_file()["LABDOCK_MEMORY"] == "4g"
+
+
 # ----------------------------------------------------------------------------- tensorboard
 
 SERVICES = r"docker compose .* config --services"
