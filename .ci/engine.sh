@@ -52,6 +52,14 @@ install_compose() {
   cp "$venv/bin/docker-compose" "$plugin"
 }
 
+# Debian's Chromium for the browser test (Playwright drives it; no browser download).
+install_chromium() {
+  dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q 'install ok installed' && return 0
+  log "apt-get install chromium"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+}
+
 # The devcontainer CLI (the reference implementation of the spec) from the npm registry, for the
 # devcontainer e2e test; Node.js and npm come with the machine. Adds it to PATH.
 install_devcontainer_cli() {
