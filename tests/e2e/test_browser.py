@@ -21,7 +21,8 @@ from playwright.sync_api import Page, expect, sync_playwright
 from tests.e2e.harness import Project, free_port, read_token, record, remove_project_state
 from tests.rendering import render
 
-CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium (.ci/engine.sh installs it); e.g. /usr/bin/google-chrome on GitHub's runners.
+CHROMIUM = os.environ.get("LABDOCK_CHROMIUM", "/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_MS = 180_000  # a first JupyterLab load and kernel start on a busy 2-core machine
 expect.set_options(timeout=TIMEOUT_MS)
