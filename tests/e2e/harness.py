@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
+
+from tests.rendering import render
 
 FIGURES: list[tuple[str, str, str]] = []  # (project, figure, value): printed after the run
 
@@ -82,6 +85,16 @@ class Project:
                 f"invoke {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
             )
         return result
+
+
+def new_project(folder: Path, **answers: object) -> Project:
+    """A project rendered into folder/project (with a free JupyterLab port unless one is given);
+    its answers include the defaults and derived ones (project_slug, package_name...)."""
+    answers.setdefault("jupyter_port", free_port())
+    root = render(folder / "project", **answers)
+    recorded = yaml.safe_load((root / ".copier-answers.yml").read_text())
+    defaults = {key: value for key, value in recorded.items() if not key.startswith("_")}
+    return Project(root, {**defaults, **answers})
 
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:

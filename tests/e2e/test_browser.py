@@ -18,8 +18,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.e2e.harness import Project, free_port, read_token, record, remove_project_state
-from tests.rendering import render
+from tests.e2e.harness import Project, new_project, read_token, record, remove_project_state
 
 # Debian's chromium (.ci/engine.sh installs it); e.g. /usr/bin/google-chrome on GitHub's runners.
 CHROMIUM = os.environ.get("LABDOCK_CHROMIUM", "/usr/bin/chromium")
@@ -30,11 +29,7 @@ expect.set_options(timeout=TIMEOUT_MS)
 
 @pytest.fixture(scope="module")
 def project(engine, tmp_path_factory) -> Project:
-    answers = {"project_name": "Browser Check", "stack": "minimal", "python_version": "3.13"}
-    answers["jupyter_port"] = free_port()
-    root = render(tmp_path_factory.mktemp("browser") / "project", **answers)
-    answers.update(project_slug="browser-check", package_name="browser_check")
-    proj = Project(root, answers)
+    proj = new_project(tmp_path_factory.mktemp("browser"), project_name="Browser Check", stack="minimal")
     proj.invoke("up")
     yield proj
     remove_project_state(proj)

@@ -18,8 +18,15 @@ import pytest
 import requests
 import yaml
 
-from tests.e2e.harness import Project, docker, free_port, read_token, record, remove_project_state
-from tests.rendering import render
+from tests.e2e.harness import (
+    Project,
+    docker,
+    free_port,
+    new_project,
+    read_token,
+    record,
+    remove_project_state,
+)
 
 
 def devcontainer(subcommand: str, *args: str, root) -> subprocess.CompletedProcess:
@@ -37,19 +44,12 @@ def devcontainer(subcommand: str, *args: str, root) -> subprocess.CompletedProce
 
 @pytest.fixture(scope="module")
 def project(engine, tmp_path_factory) -> Project:
-    answers = {
-        "project_name": "Dev Box",
-        "stack": "minimal",
-        "python_version": "3.11",
-        "jupyter_port": free_port(),
-    }
-    root = render(tmp_path_factory.mktemp("devcontainer") / "project", **answers)
-    answers.update(project_slug="dev-box", package_name="dev_box")
+    folder = tmp_path_factory.mktemp("devcontainer")
+    proj = new_project(folder, project_name="Dev Box", stack="minimal", python_version="3.11")
     # A port changed in invoke.yaml after rendering: only invoke knows it, unless it reaches .env.
-    config = yaml.safe_load((root / "invoke.yaml").read_text())
-    config["labdock"]["port"] = answers["jupyter_port"] = free_port()
-    (root / "invoke.yaml").write_text(yaml.safe_dump(config))
-    proj = Project(root, answers)
+    config = yaml.safe_load((proj.root / "invoke.yaml").read_text())
+    config["labdock"]["port"] = proj.answers["jupyter_port"] = free_port()
+    (proj.root / "invoke.yaml").write_text(yaml.safe_dump(config))
     yield proj
     remove_project_state(proj)
 

@@ -14,8 +14,7 @@ import time
 import pytest
 import requests
 
-from tests.e2e.harness import Project, docker, free_port, record, remove_project_state
-from tests.rendering import render
+from tests.e2e.harness import Project, docker, free_port, new_project, record, remove_project_state
 
 SLUG = "limits-board"
 WRITE_RUN = (
@@ -26,19 +25,17 @@ WRITE_RUN = (
 
 @pytest.fixture(scope="module")
 def project(engine, tmp_path_factory) -> Project:
-    answers = {
-        "project_name": "Limits Board",
-        "stack": "minimal",
-        "python_version": "3.13",
-        "cpu_limit": "1.5",
-        "memory_limit": "1g",
-        "tensorboard": True,
-        "jupyter_port": free_port(),
-        "tensorboard_port": free_port(),
-    }
-    root = render(tmp_path_factory.mktemp("limits") / "project", **answers)
-    answers.update(project_slug=SLUG, package_name="limits_board")
-    proj = Project(root, answers)
+    proj = new_project(
+        tmp_path_factory.mktemp("limits"),
+        project_name="Limits Board",
+        stack="minimal",
+        python_version="3.13",
+        cpu_limit="1.5",
+        memory_limit="1g",
+        tensorboard=True,
+        tensorboard_port=free_port(),
+    )
+    assert proj.answers["project_slug"] == SLUG
     started = proj.invoke("up")
     record("limits + tensorboard", "lock + build + up (s)", f"{started.seconds:.1f}")
     yield proj
