@@ -97,6 +97,19 @@ def new_project(folder: Path, **answers: object) -> Project:
     return Project(root, {**defaults, **answers})
 
 
+def bridge_gateway() -> str:
+    """The host's address as containers on the default bridge (and builds) reach it."""
+    configured = docker(
+        "network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}"
+    )
+    if configured.stdout.strip():
+        return configured.stdout.strip()
+    # Engines that found the bridge already up leave the gateway out of IPAM: ask a container.
+    routes = docker("run", "--rm", "python:3.13-slim", "cat", "/proc/net/route").stdout.splitlines()[1:]
+    gateway = next(int(fields[2], 16) for fields in map(str.split, routes) if fields[1] == "00000000")
+    return socket.inet_ntoa(gateway.to_bytes(4, "little"))
+
+
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
 

@@ -20,6 +20,7 @@ import requests
 
 from tests.e2e.harness import (
     Project,
+    bridge_gateway,
     docker,
     free_port,
     notebook,
@@ -43,8 +44,7 @@ class AptProxy:
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
         )
-        gateway = docker("network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}")
-        self.url = f"http://{gateway.stdout.strip()}:{self.port}"
+        self.url = f"http://{bridge_gateway()}:{self.port}"
         for _ in range(50):
             try:
                 requests.get(f"http://127.0.0.1:{self.port}/", timeout=1)
