@@ -15,6 +15,7 @@ import http.client
 import io
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -240,6 +241,12 @@ def docker_build(c: Context, target: str, ref: str, *flags: str, failure: str) -
     index_flags, _ = index_args(c)
     s = settings(c)
     python = f"PYTHON_VERSION={s.python_version}"
+    if s.apt_proxy and not re.fullmatch(r"https?://[^/:\s]+(:[0-9]+)?/?", s.apt_proxy):
+        # apt ignores a proxy it cannot parse and goes direct: on a closed network, a mysterious hang.
+        raise Exit(
+            "labdock.apt_proxy must be a URL such as http://apt-cache.example.com:3142 "
+            f"(got '{s.apt_proxy}'): fix INVOKE_LABDOCK_APT_PROXY."
+        )
     # A secret, not a build arg: build args are recorded in the image's history.
     apt_flags = ["--secret", "id=apt_proxy,env=LABDOCK_APT_PROXY"] if s.apt_proxy else []
     apt_env = {"LABDOCK_APT_PROXY": s.apt_proxy} if s.apt_proxy else {}

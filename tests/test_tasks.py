@@ -318,6 +318,17 @@ def test_build_passes_the_apt_proxy_as_a_secret_only(tasks, make_ctx, project):
     assert call.kwargs["env"] == {"DOCKER_BUILDKIT": "1", "LABDOCK_APT_PROXY": "http://10.0.0.2:3142"}
 
 
+@pytest.mark.parametrize("proxy", ["http://:3142", "apt-cache:3142", "http://cache.example.com:31a2"])
+def test_build_refuses_an_apt_proxy_apt_would_ignore(tasks, make_ctx, project, proxy):
+    write_lock(project)
+    c = make_ctx(apt_proxy=proxy)
+    error = exit_of(lambda: tasks.build(c))
+    assert error.message.startswith(
+        "labdock.apt_proxy must be a URL such as http://apt-cache.example.com:3142"
+    )
+    assert not matching(c, RUNTIME)
+
+
 def test_build_warns_root(tasks, make_ctx, project, monkeypatch, capsys):
     write_lock(project)
     monkeypatch.setattr(tasks, "host_ids", lambda: (0, 0))
