@@ -11,6 +11,8 @@ Sessions, cheapest first:
 
 from __future__ import annotations
 
+import tempfile
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -31,7 +33,8 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     for stack in ("minimal", "pytorch"):
-        project = f"{session.create_tmp()}/lint-{stack}"
+        # Not under .nox/: ruff skips every file below a .nox folder, even one it is given.
+        project = f"{tempfile.mkdtemp(prefix='labdock-lint-')}/{stack}"
         session.run(
             "copier",
             "copy",
