@@ -99,15 +99,13 @@ def main() -> None:
                 sh("docker", "image", "rm", f"{SLUG}:latest", f"{SLUG}:builder", check=False)
                 sh("docker", "builder", "prune", "-af")
                 build = lambda p=project: sh(*INVOKE, "build", cwd=p)  # noqa: E731
-                record("cold build", name, timed(f"{name} cold", build))
+                record("cold build (s)", name, timed(f"{name} cold", build))
                 size = int(sh("docker", "image", "inspect", "-f", "{{.Size}}", f"{SLUG}:latest").stdout) / 1e6
                 record("image size (MB)", name, size)
                 for file, text in with_tqdm.items():
                     (project / file).write_text(text)
                 rebuild = timed(f"{name} rebuild, tqdm added", build)
-                figures.setdefault("rebuild after adding a dependency", {}).setdefault(name, []).append(
-                    rebuild
-                )
+                record("rebuild after adding a dependency (s)", name, rebuild)
         rows = [
             {"figure": figure, **{name: round(statistics.median(values), 2) for name, values in by.items()}}
             for figure, by in figures.items()
