@@ -227,6 +227,21 @@ def test_run_notebook(project):
     assert "broken.ipynb failed: a cell raised an error" in last_line(result)
 
 
+def test_run_notebook_marked_runs_what_ci_runs(project):
+    """The generated workflow's step: every notebook marked for CI under notebooks/, nothing else."""
+    folder = project.root / "notebooks" / "ci"
+    folder.mkdir()
+    marked = notebook("print('marked ran')")
+    marked["metadata"]["labdock"] = {"ci": True}
+    (folder / "marked.ipynb").write_text(json.dumps(marked))
+    (folder / "unmarked.ipynb").write_text(json.dumps(notebook("1 / 0")))  # would fail if run
+    result = project.invoke("run-notebook", "notebooks/ci", "--marked", "--timeout", "600")
+    assert (folder / "marked.executed.ipynb").exists()
+    assert not (folder / "unmarked.executed.ipynb").exists()
+    assert "Ran 1 notebook in" in result.stdout
+    record("task tour", "invoke run-notebook notebooks/ci --marked", result.stdout.strip().splitlines()[-1])
+
+
 def test_push_needs_credentials_then_pulls_back_by_digest(project, auth_registry):
     line = failure(project, "push")
     assert "REGISTRY_USER" in line and "REGISTRY_PASSWORD" in line
