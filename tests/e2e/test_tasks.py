@@ -129,13 +129,23 @@ def test_gpu_requested_on_an_engine_without_nvidia_runtime(project, tmp_path):
 
 
 def test_server_never_healthy_times_out_with_its_logs(project):
-    result = project.invoke("up", check=False, env={"INVOKE_LABDOCK_HEALTHY_TIMEOUT": "2"})
+    # A server that logs a line, then never answers: deterministic, unlike a real slow start.
+    compose = project.root / "compose.yaml"
+    original = compose.read_text()
+    hanging = '    command: ["sh", "-c", "echo labdock-e2e: stuck before listening; exec sleep 3600"]\n'
+    compose.write_text(original.replace("    init: true", hanging + "    init: true", 1))
+    try:
+        result = project.invoke("up", check=False, env={"INVOKE_LABDOCK_HEALTHY_TIMEOUT": "5"})
+    finally:
+        compose.write_text(original)
+        project.invoke("down")
     assert result.returncode != 0
-    assert "lab-1  |" in result.stdout, "the last log lines should be shown"
+    assert "lab-1  | labdock-e2e: stuck before listening" in result.stdout, (
+        "the last log lines should be shown"
+    )
     line = last_line(result)
-    record("failure messages", "invoke up (never healthy within 2 s)", line)
-    assert "did not become healthy within 2s" in line
-    project.invoke("down")
+    record("failure messages", "invoke up (never healthy within 5 s)", line)
+    assert "did not become healthy within 5s" in line
 
 
 def test_stale_lock_is_refused(project):
