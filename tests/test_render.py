@@ -329,17 +329,7 @@ def jsonc(path: Path) -> dict:
     )
 
 
-@pytest.fixture(scope="session")
-def devcontainer_cli(tmp_path_factory) -> str:
-    npm = shutil.which("npm")
-    assert npm, "the devcontainer CLI needs Node.js and npm on PATH (the CI machine has both)"
-    prefix = tmp_path_factory.mktemp("devcontainer-cli")
-    install = [npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(prefix)]
-    subprocess.run([*install, "@devcontainers/cli@0.89.0"], check=True, capture_output=True)
-    return str(prefix / "node_modules" / ".bin" / "devcontainer")
-
-
-def test_devcontainer_attaches_to_the_compose_service(project, devcontainer_cli):
+def test_devcontainer_attaches_to_the_compose_service(project):
     root, answers = project
     path = root / ".devcontainer" / "devcontainer.json"
     if not answers.get("devcontainer", True):
@@ -354,10 +344,8 @@ def test_devcontainer_attaches_to_the_compose_service(project, devcontainer_cli)
     assert f".:{config['workspaceFolder']}" in compose["services"][config["service"]]["volumes"]
     assert {"ms-python.python", "ms-toolsai.jupyter"} <= set(config["customizations"]["vscode"]["extensions"])
     assert config["initializeCommand"] == "invoke prepare"
-    # The devcontainer CLI (the reference implementation) reads it as we meant it.
-    read = run_in(root, devcontainer_cli, "read-configuration", "--workspace-folder", ".")
-    assert read.returncode == 0, read.stderr
-    assert json.loads(read.stdout)["configuration"]["service"] == "lab"
+    # The devcontainer CLI (the reference implementation) reads it in tests/e2e/test_devcontainer.py:
+    # it looks for an existing container, so it needs an engine.
 
 
 def test_devcontainer_schema_refuses_a_typo():

@@ -54,6 +54,14 @@ def project(engine, tmp_path_factory) -> Project:
     remove_project_state(proj)
 
 
+def test_the_reference_implementation_reads_the_configuration(project):
+    result = devcontainer("read-configuration", root=project.root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    configuration = json.loads(result.stdout)["configuration"]
+    assert (configuration["service"], configuration["workspaceFolder"]) == ("lab", "/workspace")
+    assert configuration["dockerComposeFile"] == ["../compose.yaml"]
+
+
 def test_devcontainer_up_on_a_fresh_clone(project):
     started = time.monotonic()
     result = devcontainer("up", root=project.root)
