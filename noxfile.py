@@ -3,7 +3,7 @@
 Sessions, cheapest first:
   lint    ruff over this repo and over rendered projects' Python
   render  copier copy over a matrix of answers, checked with compose, hadolint, actionlint, invoke
-  tasks   unit tests of the generated tasks.py with invoke.MockContext
+  tasks   unit tests of the generated task package (template/labdock/) with invoke.MockContext
   e2e     a real Docker engine (DOCKER_HOST): lock, build, up, HTTP, exec, push, down
   bench   not run by default: labdock against the common Poetry recipe (bench/benchmark.py)
   candidates  not run by default: uv, pip and Poetry as the installer (bench/candidates.py)
@@ -61,9 +61,9 @@ def render(session: nox.Session) -> None:
 
 @nox.session
 def tasks(session: nox.Session) -> None:
-    """Unit tests of the generated tasks.py (no Docker)."""
+    """Unit tests of the generated task package (no Docker)."""
     install(session, "render")
-    session.run("pytest", *(session.posargs or ["tests/test_tasks.py"]))
+    session.run("pytest", *(session.posargs or ["tests/tasks"]))
 
 
 @nox.session

@@ -211,12 +211,7 @@ def release_0_2_0(repo: Path) -> None:
         r"\$\{JUPYTER_TOKEN:\?JUPYTER_TOKEN",
         "${LABDOCK_TOKEN:?LABDOCK_TOKEN",
     )
-    tasks = template / "tasks.py"  # best effort: only compose.yaml matters to these tests
-    tasks.write_text(
-        tasks.read_text()
-        .replace('get("JUPYTER_TOKEN")', 'get("LABDOCK_TOKEN")')
-        .replace("JUPYTER_TOKEN={token}", "LABDOCK_TOKEN={token}")
-    )
+    edit(template / "labdock" / "envfile.py", r'^TOKEN = "JUPYTER_TOKEN"$', 'TOKEN = "LABDOCK_TOKEN"')
     (template / ".editorconfig").write_text(
         "root = true\n\n[*]\nend_of_line = lf\ninsert_final_newline = true\n"
     )

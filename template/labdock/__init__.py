@@ -1,0 +1,67 @@
+"""labdock's tasks for this project, one module per concern. The template owns this package:
+`copier update` keeps it current, so put your own tasks in tasks.py, not here.
+
+  settings.py      invoke.yaml's run-time settings, loaded and checked in one place
+  project.py       the project: its folder, names read from the rendered files, its settings
+  commands.py      command lines, progress lines and warnings
+  network.py       bind addresses, ports and URLs
+  envfile.py       .env: the token and the settings compose reads
+  engine.py        the Docker engine and `docker compose` for this project
+  stages.py        building the Dockerfile's stages with the package-index settings
+  locking.py       Poetry in a container: poetry.lock
+  image.py         build: the image
+  server.py        up, down, url, prepare, lab: JupyterLab's life
+  container.py     shell, exec, logs: the running container
+  tensorboard.py   tensorboard: TensorBoard over runs/
+  dependencies.py  lock, add
+  notebooks.py     run-notebook
+  release.py       push: versions, tags, the registry (CI publishes with it too)
+  update.py        update: the template's new versions
+  doctor.py        doctor: is this machine ready?
+
+Tasks never call each other: they share the plain functions of these modules.
+"""
+
+from __future__ import annotations
+
+from invoke import Collection
+
+from . import (
+    container,
+    dependencies,
+    doctor,
+    image,
+    notebooks,
+    project,
+    release,
+    server,
+    settings,
+    tensorboard,
+    update,
+)
+
+
+def namespace() -> Collection:
+    """Every labdock task, ready for tasks.py to add its own to."""
+    # Invoke loads invoke.yaml after this, with a traceback if it does not parse: check it first.
+    settings.project_file(project.ROOT)
+    ns = Collection(
+        image.build,
+        server.up,
+        server.down,
+        container.logs,
+        server.url,
+        tensorboard.start,
+        container.shell,
+        container.exec_,
+        dependencies.lock,
+        dependencies.add,
+        notebooks.run_notebook,
+        server.lab,
+        release.push,
+        update.update,
+        doctor.doctor,
+        server.prepare,
+    )
+    ns.configure({"labdock": settings.DEFAULTS})
+    return ns

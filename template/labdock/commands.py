@@ -1,0 +1,51 @@
+"""Command lines and what the user sees of them: quoting, one-line progress, timed summaries."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from invoke import Context, Result
+
+
+def quote(arg: object) -> str:
+    """Quote one argument for the shell Invoke runs commands in."""
+    if os.name == "nt":
+        return subprocess.list2cmdline([str(arg)])
+    return shlex.quote(str(arg))
+
+
+def cmd(*args: object) -> str:
+    """One command line from arguments, each quoted."""
+    return " ".join(quote(arg) for arg in args)
+
+
+def run(c: Context, *args: object, **kwargs: object) -> Result:
+    """Run a command given as separate arguments (quoted here), with Invoke's run options."""
+    return c.run(cmd(*args), **kwargs)
+
+
+def output(c: Context, *args: object) -> str:
+    """What a quiet command printed, stripped; '' when it failed."""
+    result = run(c, *args, hide=True, warn=True)
+    return result.stdout.strip() if result is not None and result.ok else ""
+
+
+def since(started: float) -> str:
+    """Seconds since a time.monotonic() reading, for the one-line summary ending a long step."""
+    return f"{time.monotonic() - started:.1f}s"
+
+
+def progress(message: str, final: bool = False) -> None:
+    """One status line: rewritten in place on a terminal, printed plainly in logs."""
+    if sys.stdout.isatty():
+        print(f"\r{message:<70}", end="\n" if final else "", flush=True)
+    else:
+        print(message, flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"WARNING: {message}", file=sys.stderr)

@@ -1,0 +1,48 @@
+"""Working in the running JupyterLab container: a shell, one command, the server's output."""
+
+from __future__ import annotations
+
+import sys
+
+from invoke import Context, Exit, task
+
+from . import engine
+from .engine import compose
+from .project import SERVICE, Project
+
+
+@task
+def shell(c: Context) -> None:
+    """Open an interactive shell in the running JupyterLab container, as the notebook user."""
+    p = Project.load(c)
+    engine.require_engine(p)
+    engine.require_running(p)
+    compose(p, "exec", SERVICE, "bash", pty=True, warn=True)
+
+
+@task(
+    name="exec",
+    positional=["command"],
+    help={"command": 'The command, quoted as one argument, e.g. "pytest -q"'},
+)
+def exec_(c: Context, command: str) -> None:
+    """Run one command in the running JupyterLab container; its exit code is passed through."""
+    p = Project.load(c)
+    engine.require_engine(p)
+    engine.require_running(p)
+    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    no_tty = [] if tty else ["-T"]
+    result = compose(p, "exec", *no_tty, SERVICE, "sh", "-c", command, pty=tty, warn=True)
+    if not result.ok:
+        raise Exit(code=result.exited)
+
+
+@task(
+    help={"follow": "Keep printing new output", "tail": "Number of lines to show from the end (default: all)"}
+)
+def logs(c: Context, follow: bool = False, tail: str = "all") -> None:
+    """Show the JupyterLab server's output."""
+    p = Project.load(c)
+    engine.require_engine(p)
+    follow_flag = ["--follow"] if follow else []
+    compose(p, "logs", "--tail", tail, *follow_flag, SERVICE, pty=follow and sys.stdout.isatty())

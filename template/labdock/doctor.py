@@ -1,0 +1,81 @@
+"""`invoke doctor`: can this machine build and run the project? One line per check, with the fix."""
+
+from __future__ import annotations
+
+import shutil
+
+from invoke import Context, Exit, task
+
+from . import engine, envfile, locking, network
+from .project import Project
+
+MIN_FREE_DISK_GB = 10
+
+
+class Report:
+    """Prints one line per check: [ok], [!!] (required, failed) or [--] (optional, failed)."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def check(self, ok: bool, what: str, fix: str = "", required: bool = True) -> None:
+        mark = "ok" if ok else ("!!" if required else "--")
+        self.failed = self.failed or (required and not ok)
+        print(f"[{mark}] {what}" + (f": {fix}" if fix and not ok else ""))
+
+
+@task
+def doctor(c: Context) -> None:
+    """Check that this machine can build and run the project; one line per check, with the fix."""
+    p = Project.load(c)
+    s = p.settings
+    report = Report()
+    version = engine.engine_version(p)
+    problem = None if version is not None else engine.no_engine_message()
+    report.check(problem is None, f"Docker engine {version or ''}".strip(), problem or "")
+    composed = c.run("docker compose version --short", hide=True, warn=True)
+    report.check(
+        composed.ok,
+        f"Docker Compose {composed.stdout.strip()}".strip(),
+        "install the Compose plugin (Docker Desktop has it)",
+    )
+    buildkit = c.run("docker buildx version", hide=True, warn=True)
+    report.check(
+        buildkit.ok,
+        "BuildKit (buildx)",
+        "install the buildx plugin (Docker Desktop has it); the Dockerfile's cache mounts need BuildKit",
+    )
+    if problem is None:
+        lock_issue = locking.lock_problem(p)
+        report.check(lock_issue is None, "poetry.lock matches pyproject.toml", lock_issue or "")
+    else:
+        report.check(False, "poetry.lock matches pyproject.toml", "needs the engine (see above)")
+    ours = problem is None and bool(engine.container_id(p))  # our own server may hold the port
+    busy = not ours and network.port_in_use(s.bind, s.port)
+    report.check(
+        not busy,
+        f"port {s.port} on {s.bind} is free for JupyterLab",
+        "stop what uses it, or set INVOKE_LABDOCK_PORT / labdock.port",
+    )
+    report.check(
+        bool(envfile.read(p.env_file).get(envfile.TOKEN)),
+        ".env holds a JupyterLab token",
+        "`invoke up` creates it",
+        required=False,
+    )
+    if s.gpu == "nvidia":
+        runtimes = c.run("docker info --format '{{json .Runtimes}}'", hide=True, warn=True)
+        report.check(
+            runtimes.ok and "nvidia" in runtimes.stdout,
+            "NVIDIA container runtime",
+            "install the NVIDIA Container Toolkit and restart Docker",
+        )
+    free_gb = shutil.disk_usage(p.root).free / 1e9
+    report.check(
+        free_gb >= MIN_FREE_DISK_GB,
+        f"{free_gb:.0f} GB free disk",
+        f"images need space: free at least {MIN_FREE_DISK_GB} GB",
+        required=False,
+    )
+    if report.failed:
+        raise Exit("Some required checks failed: fix the lines marked [!!] above.")

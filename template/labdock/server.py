@@ -1,0 +1,244 @@
+"""The JupyterLab server's life: start it and wait until it is healthy, print its URL, stop it;
+ready a project for containers started without invoke; run it natively (`lab --local`)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import webbrowser
+
+from invoke import Context, Exit, task
+
+from . import engine, envfile, network, tensorboard
+from .commands import cmd, progress, warn
+from .engine import GPU_HELP, compose
+from .image import build_image, ensure_image
+from .project import CONTAINER_PORT, SERVICE, Project, host_ids
+
+HEALTH_POLL_SECONDS = 0.25
+
+
+def prepare_env(p: Project) -> str:
+    """.env with the token and the settings compose reads; returns the token."""
+    token = envfile.ensure_token(p.env_file)
+    envfile.save_settings(p.env_file, engine.compose_settings(p))
+    return token
+
+
+def check_port(p: Project) -> None:
+    s = p.settings
+    if not engine.container_id(p) and network.port_in_use(s.bind, s.port):
+        raise Exit(
+            f"Port {s.port} on {s.bind} is already in use by another process: stop it, or "
+            f"choose another port with `INVOKE_LABDOCK_PORT=<port> invoke up` (or labdock.port)."
+        )
+
+
+def start(p: Project, gpu: bool = False, rebuild: bool = False) -> str:
+    """Start JupyterLab (and TensorBoard when enabled), wait until healthy; returns its URL."""
+    s = p.settings
+    prepare_env(p)
+    if rebuild:
+        build_image(p)
+    else:
+        ensure_image(p)
+    check_port(p)
+    if not network.is_loopback(s.bind):
+        warn(
+            f"JupyterLab is published on {s.bind}: anyone who can reach this machine on port "
+            f"{s.port} and has the token can run code here. Use bind: 127.0.0.1 unless you need this."
+        )
+    if s.tensorboard:
+        tensorboard.check_port(p)
+    result = compose(
+        p, "up", "--detach", "--no-build", gpu=gpu, tensorboard=s.tensorboard, warn=True, hide="stderr"
+    )
+    if not result.ok:
+        error = result.stderr.strip()
+        if gpu and engine.is_nvidia_error(error):
+            raise Exit(
+                "The Docker engine has no NVIDIA GPU runtime: install the NVIDIA Container "
+                "Toolkit and restart Docker, or start without --gpu (and gpu: none)."
+            )
+        if "address already in use" in error or "port is already allocated" in error:
+            raise Exit(
+                f"Port {s.port} on {s.bind} is already in use: stop what uses it, or set "
+                "INVOKE_LABDOCK_PORT to another port."
+            )
+        print(error, file=sys.stderr)
+        raise Exit("`docker compose up` failed (error above).")
+    wait_until_healthy(p)
+    url = server_url(p)
+    print(f"JupyterLab: {url}")
+    if s.tensorboard:
+        print(f"TensorBoard: {tensorboard.wait_until_answering(p)}")
+    return url
+
+
+def server_answers(bind: str, port: int) -> bool:
+    """True when JupyterLab answers /api (which needs no token) on its published address."""
+    return network.url_answers(f"http://{network.url_host(bind)}:{port}/api")
+
+
+def wait_until_healthy(p: Project) -> None:
+    """Wait with visible progress until the server answers; explain a timeout or a crash.
+
+    Healthy means what the image's HEALTHCHECK checks (/api answers), probed from the host several
+    times a second: the engine's own status would lag by up to a healthcheck interval.
+    """
+    timeout = p.settings.healthy_timeout
+    start_time = time.monotonic()
+    cid = engine.container_id(p)
+    state, status, shown = "starting", "", -1
+    try:
+        while (elapsed := time.monotonic() - start_time) < timeout:
+            state, status = engine.health(p, cid) if cid else ("gone", "")
+            if status == "healthy" or (
+                state == "running" and server_answers(p.settings.bind, p.settings.port)
+            ):
+                progress(f"JupyterLab is healthy after {elapsed:.1f}s.", final=True)
+                return
+            if state in ("exited", "dead", "gone", "restarting"):
+                break
+            if sys.stdout.isatty() or int(elapsed) // 10 != shown:  # logs: one line per 10 s
+                shown = int(elapsed) // 10
+                progress(f"Waiting for JupyterLab to be healthy... {elapsed:.0f}s ({status or state})")
+            time.sleep(HEALTH_POLL_SECONDS)
+    except KeyboardInterrupt:
+        progress("Interrupted.", final=True)
+        raise Exit(
+            "Stopped waiting; the container keeps starting: `invoke url` prints the URL once it is "
+            "healthy, `invoke logs` shows its output, `invoke down` stops it.",
+            code=130,
+        ) from None
+    progress(f"JupyterLab is {status or state} after {elapsed:.0f}s.", final=True)
+    compose(p, "logs", "--tail", "30", SERVICE, warn=True)
+    if state == "running":
+        raise Exit(
+            f"JupyterLab did not become healthy within {timeout:.0f}s (last log lines above): fix the "
+            "error they show, then `invoke up`; raise labdock.healthy_timeout for slow machines."
+        )
+    raise Exit(
+        f"JupyterLab stopped while starting (container {state}; last log lines above): fix the "
+        "error they show, then `invoke up`."
+    )
+
+
+def server_token(p: Project) -> str:
+    """The token the running server was started with (.env may have changed since)."""
+    cid = engine.container_id(p)
+    token = engine.container_env(p, cid).get(envfile.TOKEN) if cid else None
+    return token or envfile.read(p.env_file).get(envfile.TOKEN, "")
+
+
+def server_url(p: Project) -> str:
+    """The URL of the running server, with its token."""
+    result = compose(p, "port", SERVICE, CONTAINER_PORT, hide=True, warn=True)
+    address = result.stdout.strip().splitlines()[0] if result.ok and result.stdout.strip() else ""
+    if not address:
+        raise Exit("JupyterLab is not running: start it with `invoke up`.")
+    host, port = network.split_address(address)
+    return f"http://{network.url_host(host)}:{port}/lab?token={server_token(p)}"
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+@task(
+    help={
+        **GPU_HELP,
+        "build": "Rebuild the image first",
+        "open": "Open JupyterLab in the browser once it is healthy",
+    }
+)
+def up(
+    c: Context, gpu: bool = False, no_gpu: bool = False, build_: bool = False, open_: bool = False
+) -> None:
+    """Start JupyterLab, wait until it is healthy and print its URL (builds the image if missing)."""
+    p = Project.load(c)
+    with_gpu = engine.use_gpu(p, gpu, no_gpu)
+    engine.require_engine(p)
+    url = start(p, gpu=with_gpu, rebuild=build_)
+    if open_:
+        webbrowser.open(url)
+
+
+@task(help={"volumes": "Also delete the named volumes (JupyterLab settings and workspaces)"})
+def down(c: Context, volumes: bool = False) -> None:
+    """Stop and remove the JupyterLab container (notebooks and data stay on the host)."""
+    p = Project.load(c)
+    engine.require_engine(p)
+    # With the profile: a TensorBoard started by `invoke tensorboard` stops too.
+    compose(p, "down", "--remove-orphans", *(["--volumes"] if volumes else []), tensorboard=True)
+
+
+@task(help={"open": "Open the URL in the browser"})
+def url(c: Context, open_: bool = False) -> None:
+    """Print the running server's URL with its token."""
+    p = Project.load(c)
+    engine.require_engine(p)
+    address = server_url(p)
+    print(address)
+    if open_:
+        webbrowser.open(address)
+
+
+@task
+def prepare(c: Context) -> None:
+    """Write .env and build a missing image, for containers started without invoke (VS Code, compose).
+
+    .env gets the token and invoke.yaml's settings, which compose reads by itself.
+    """
+    p = Project.load(c)
+    engine.require_engine(p)
+    prepare_env(p)
+    ensure_image(p)
+    print(f"Ready: {p.env_file.name} holds the token and settings, {p.image()} is built.")
+
+
+@task(
+    help={
+        "local": "Run natively with the host's Poetry (e.g. Apple-Silicon GPUs via MPS, "
+        "which containers cannot reach); without it, the same as `invoke up`"
+    }
+)
+def lab(c: Context, local: bool = False) -> None:
+    """Start JupyterLab: in the container (default) or natively from the same poetry.lock."""
+    p = Project.load(c)
+    if not local:
+        engine.require_engine(p)
+        start(p, gpu=engine.use_gpu(p, False, False))
+        return
+    if not shutil.which("poetry"):
+        raise Exit(
+            "Poetry is not installed on this machine: install it (`pipx install poetry`), "
+            "or use `invoke up` to run in a container."
+        )
+    if not p.lock_file.exists():
+        raise Exit("poetry.lock is missing: run `invoke lock` first, then commit it.")
+    s = p.settings
+    token = envfile.ensure_token(p.env_file)
+    index_env = {}  # the same package-index settings as the container builds, for the host's Poetry
+    if s.pypi_mirror:
+        index_env["POETRY_PYPI_MIRROR_URL"] = s.pypi_mirror  # read by poetry-plugin-pypi-mirror
+    if s.ca_bundle:
+        index_env["REQUESTS_CA_BUNDLE"] = s.ca_bundle
+    with c.cd(str(p.root)):
+        c.run("poetry install --all-groups", env=index_env)  # all groups: as in the image
+        print(f"JupyterLab: http://{network.url_host(s.bind)}:{s.port}/lab?token={token}")
+        allow_root = ["--allow-root"] if host_ids()[0] == 0 else []  # Jupyter refuses root otherwise
+        c.run(
+            cmd(
+                "poetry",
+                "run",
+                "jupyter",
+                "lab",
+                "--no-browser",
+                f"--ip={s.bind}",
+                f"--port={s.port}",
+                *allow_root,
+            ),
+            env={envfile.TOKEN: token},
+            pty=sys.stdout.isatty(),
+        )

@@ -1,0 +1,62 @@
+"""Building the Dockerfile's stages with the project's package-index settings (a PyPI mirror, a
+CA bundle, an apt proxy): the image (image.py) and the builder stage Poetry runs in (locking.py)."""
+
+from __future__ import annotations
+
+from invoke import Exit
+
+from .commands import run
+from .project import Project
+
+
+def index_args(p: Project) -> tuple[list[str], list[str]]:
+    """Package-index settings as build flags, and as docker-run flags for Poetry's containers."""
+    s = p.settings
+    build, run_flags = [], []
+    if s.pypi_mirror:
+        build += ["--build-arg", f"PYPI_MIRROR_URL={s.pypi_mirror}"]
+        run_flags += ["-e", f"PYPI_MIRROR_URL={s.pypi_mirror}"]
+    if s.ca_bundle:
+        build += ["--secret", f"id=ca_bundle,src={s.ca_bundle}"]
+        run_flags += ["-v", f"{s.ca_bundle}:/run/secrets/ca_bundle:ro"]
+    return build, run_flags
+
+
+def failure_hint(what: str) -> str:
+    return (
+        f"{what} (output above). Behind a company proxy or mirror, set "
+        "INVOKE_LABDOCK_PYPI_MIRROR and/or INVOKE_LABDOCK_CA_BUNDLE and retry."
+    )
+
+
+def docker_build(p: Project, target: str, ref: str, *flags: str, failure: str) -> None:
+    """Build one stage of the Dockerfile with the project's package-index settings."""
+    index_flags, _ = index_args(p)
+    apt_proxy = p.settings.apt_proxy
+    # A secret, not a build arg: build args are recorded in the image's history.
+    apt_flags = ["--secret", "id=apt_proxy,env=LABDOCK_APT_PROXY"] if apt_proxy else []
+    apt_env = {"LABDOCK_APT_PROXY": apt_proxy} if apt_proxy else {}
+    result = run(
+        p.c,
+        "docker",
+        "build",
+        "--target",
+        target,
+        "-t",
+        ref,
+        *index_flags,
+        *apt_flags,
+        *flags,
+        p.root,
+        env={"DOCKER_BUILDKIT": "1", **apt_env},
+        warn=True,
+    )
+    if not result.ok:
+        raise Exit(failure_hint(failure))
+
+
+def build_builder(p: Project) -> str:
+    """Build the Dockerfile's builder stage (Poetry, no project dependencies); returns its tag."""
+    ref = p.image("builder")
+    docker_build(p, "builder", ref, failure="The builder stage (Poetry) failed to build")
+    return ref

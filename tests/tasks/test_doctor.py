@@ -1,0 +1,76 @@
+"""doctor: one line per check, a non-zero exit when a required one fails."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tasks.helpers import (
+    CHECK_LOCK,
+    ENGINE,
+    PS,
+    exit_of,
+    fail,
+    labdock,
+    matching,
+    ok,
+    write_lock,
+)
+
+doctor = labdock.doctor
+envfile = labdock.envfile
+network = labdock.network
+
+
+def test_doctor_fails_without_engine(make_ctx, project, capsys):
+    write_lock(project)
+    c = make_ctx({ENGINE: fail()})
+    error = exit_of(lambda: doctor.doctor(c))
+    assert "[!!]" in error.message
+    out = capsys.readouterr().out
+    assert "[!!] Docker engine: No Docker engine reachable" in out
+    assert "[!!] poetry.lock matches pyproject.toml: needs the engine" in out
+    assert "[ok] Docker Compose" in out
+    assert not matching(c, CHECK_LOCK)
+
+
+def test_doctor_passes_when_everything_is_fine(make_ctx, project, capsys):
+    write_lock(project)
+    envfile.ensure_token(project / ".env")
+    c = make_ctx({ENGINE: ok("27.3.1\n"), r"docker compose version": ok("2.29.7\n"), PS: ok("")})
+    doctor.doctor(c)  # no Exit: exit code 0
+    out = capsys.readouterr().out
+    assert "[!!]" not in out
+    for line in (
+        "[ok] Docker engine 27.3.1",
+        "[ok] Docker Compose 2.29.7",
+        "[ok] BuildKit (buildx)",
+        "[ok] poetry.lock matches pyproject.toml",
+        "[ok] port 8888 on 127.0.0.1 is free for JupyterLab",
+        "[ok] .env holds a JupyterLab token",
+    ):
+        assert line in out
+    assert matching(c, CHECK_LOCK)
+
+
+@pytest.mark.parametrize(
+    ("responses", "line"),
+    [
+        ({CHECK_LOCK: fail(stdout="Run `poetry lock` to fix the lock file.")}, "[!!] poetry.lock matches"),
+        ({r"docker buildx": fail()}, "[!!] BuildKit (buildx)"),
+        ({r"docker info": ok('{"runc":{}}')}, "[!!] NVIDIA container runtime"),
+    ],
+)
+def test_doctor_fails_on_a_required_check(make_ctx, project, capsys, responses, line):
+    write_lock(project)
+    c = make_ctx(responses, gpu="nvidia")
+    error = exit_of(lambda: doctor.doctor(c))
+    assert "fix the lines marked [!!]" in error.message
+    assert line in capsys.readouterr().out
+
+
+def test_doctor_reports_a_busy_port(make_ctx, project, monkeypatch, capsys):
+    write_lock(project)
+    monkeypatch.setattr(network, "port_in_use", lambda host, port: True)
+    c = make_ctx({PS: ok("")})
+    exit_of(lambda: doctor.doctor(c))
+    assert "[!!] port 8888 on 127.0.0.1 is free for JupyterLab: stop what uses it" in capsys.readouterr().out

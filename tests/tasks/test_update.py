@@ -1,0 +1,90 @@
+"""update: copier update, relock when pyproject.toml changed, uncommitted changes, conflicts."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.tasks.helpers import (
+    POETRY,
+    args_of,
+    commands,
+    exit_of,
+    fail,
+    labdock,
+    matching,
+    ok,
+    on_command,
+    pairs,
+    position,
+)
+
+update = labdock.update
+
+
+COPIER_UPDATE = r"copier update"
+
+
+GIT_STATUS = r"git .* status --porcelain"
+
+
+GIT_GREP = r"git .* grep "
+
+
+@pytest.fixture
+def with_copier(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+
+
+@pytest.mark.parametrize(("vcs_ref", "extra"), [("", []), ("v2.0.0", ["--vcs-ref", "v2.0.0"])])
+def test_update_runs_copier(make_ctx, with_copier, capsys, vcs_ref, extra):
+    c = make_ctx({GIT_GREP: fail()})  # git grep exits 1: no conflict markers
+    update.update(c, vcs_ref=vcs_ref)
+    assert args_of(c, COPIER_UPDATE) == [
+        "copier",
+        "update",
+        "--defaults",
+        "--trust",
+        "--conflict",
+        "inline",
+        *extra,
+    ]
+    assert position(c, GIT_STATUS) < position(c, COPIER_UPDATE) < position(c, GIT_GREP)
+    assert not matching(c, r"docker ")  # pyproject.toml unchanged: no relock
+    assert "Updated: review with `git diff`" in capsys.readouterr().out
+
+
+def test_update_relocks_when_pyproject_changes(make_ctx, project, with_copier):
+    c = make_ctx({GIT_GREP: fail()})
+    pyproject = project / "pyproject.toml"
+    on_command(c, COPIER_UPDATE, lambda: pyproject.write_text(pyproject.read_text() + "\n# updated\n"))
+    update.update(c)
+    assert position(c, COPIER_UPDATE) < position(c, POETRY)
+
+
+def test_update_without_copier(make_ctx, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    c = make_ctx()
+    error = exit_of(lambda: update.update(c))
+    assert "Copier is not installed" in error.message
+    assert "pipx install copier" in error.message
+    assert commands(c) == []
+
+
+def test_update_with_uncommitted_changes(make_ctx, with_copier):
+    c = make_ctx({GIT_STATUS: ok(" M notebooks/getting-started.ipynb\n")})
+    error = exit_of(lambda: update.update(c))
+    assert "uncommitted changes: commit them first" in error.message
+    assert not matching(c, COPIER_UPDATE)
+
+
+def test_update_conflicts(make_ctx, project, with_copier):
+    c = make_ctx({GIT_GREP: ok("pyproject.toml\ntasks.py\n")})
+    pyproject = project / "pyproject.toml"
+    on_command(c, COPIER_UPDATE, lambda: pyproject.write_text(pyproject.read_text() + "\n# updated\n"))
+    error = exit_of(lambda: update.update(c))
+    assert "conflicts with your edits in: pyproject.toml, tasks.py" in error.message
+    assert "<<<<<<<" in error.message
+    assert ("-e", "^<<<<<<< ") in pairs(args_of(c, GIT_GREP))
+    assert not matching(c, POETRY)  # no relock before the conflicts are resolved
