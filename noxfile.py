@@ -2,7 +2,8 @@
 
 Sessions, cheapest first:
   lint    ruff over this repo and over rendered projects' Python
-  render  copier copy over a matrix of answers, checked with compose, hadolint, actionlint, invoke
+  render  copier copy over a matrix of answers, checked with compose, hadolint, actionlint, invoke;
+          action pins and the Dependabot configs
   tasks   unit tests of the generated task package (template/labdock/) with invoke.MockContext
   e2e     a real Docker engine (DOCKER_HOST): lock, build, up, HTTP, exec, push, down
   bench   not run by default: labdock against the common Poetry recipe (bench/benchmark.py)
@@ -55,7 +56,8 @@ def lint(session: nox.Session) -> None:
 def render(session: nox.Session) -> None:
     """Render the answer matrix and check every output with the real tools."""
     install(session, "render")
-    tests = ["tests/test_render.py", "tests/test_answers.py", "tests/test_update.py", "tests/test_repo.py"]
+    # Every test module at the top of tests/: the unit tests (tests/tasks) and e2e have their own.
+    tests = ["tests", "--ignore=tests/tasks", "--ignore=tests/e2e"]
     session.run("pytest", *(session.posargs or tests))
 
 

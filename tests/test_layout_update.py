@@ -39,7 +39,8 @@ def legacy_repo(tmp_path_factory) -> Path:
         f"commit {LEGACY_RELEASE} is not in this clone's history (a shallow clone?): "
         f"{archive.stderr.decode()}"
     )
-    tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(repo, filter="data")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(repo, filter="data")
     git(repo, "init", "--quiet")
     commit_all(repo, "labdock 0.1.0")
     git(repo, "tag", "-a", "0.1.0", "-m", "0.1.0")

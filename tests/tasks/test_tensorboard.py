@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.tasks.helpers import (
     COMPOSE_UP,
     PS,
