@@ -312,13 +312,16 @@ def test_generated_workflow_passes_actionlint_and_the_schema(project, actionlint
     assert schema.returncode == 0, schema.stdout + schema.stderr
     jobs = yaml.safe_load(workflow.read_text())["jobs"]
     image_steps = [step.get("run", "") for step in jobs["image"]["steps"]]
+    publish_steps = [step.get("run", "") for step in jobs["publish"]["steps"]]
+    # One build path and one publish path: CI runs the project's own tasks.
+    assert "invoke build" in image_steps and "invoke up" in image_steps
     assert "invoke run-notebook notebooks --marked --timeout 600" in image_steps
-    built = next(
-        step for step in jobs["image"]["steps"] if step.get("uses", "").startswith("docker/build-push")
-    )
-    slug = yaml.safe_load((root / "invoke.yaml").read_text())["labdock"]["image"]
-    assert built["with"]["tags"] == f"{slug}:latest"  # the image `invoke up` looks for
-    assert built["with"]["cache-to"] == "type=gha,mode=max"
+    assert any(step.endswith("invoke push") for step in publish_steps)
+    assert not [
+        step for job in jobs.values() for step in job["steps"] if "build-push" in step.get("uses", "")
+    ]
+    assert jobs["image"]["env"]["INVOKE_LABDOCK_BUILD_CACHE"] == "type=gha"
+    assert yaml.safe_load(workflow.read_text())[True]["push"]["tags"] == ["v*"]  # `on:` is YAML's true
     assert jobs["publish"]["permissions"]["packages"] == "write"
 
 

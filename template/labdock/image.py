@@ -46,6 +46,8 @@ def build_image(p: Project, no_cache: bool = False, pull: bool = False) -> None:
         )
     label_flags = [item for key, value in labels(p).items() for item in ("--label", f"{key}={value}")]
     cache_flags = [*(["--no-cache"] if no_cache else []), *(["--pull"] if pull else [])]
+    if cache := p.settings.build_cache:
+        cache_flags += ["--cache-from", cache, "--cache-to", f"{cache},mode=max"]
     ids = ["--build-arg", f"NB_UID={uid}", "--build-arg", f"NB_GID={gid}"]
     try:
         docker_build(

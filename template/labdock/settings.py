@@ -67,6 +67,7 @@ class Settings:
     pypi_mirror: str = ""  # a PyPI simple index (mirror or proxy) for builds and locks
     ca_bundle: str = ""  # a CA bundle (PEM) for networks that intercept TLS
     apt_proxy: str = ""  # an HTTP proxy for apt, e.g. http://apt-cache.example.com:3142
+    build_cache: str = ""  # a BuildKit cache backend for the image's layers, e.g. type=gha in CI
 
 
 NAMES = tuple(field.name for field in fields(Settings))
@@ -186,6 +187,13 @@ def as_file(value: object) -> str:
     return str(Path(text).expanduser().resolve()) if text else ""
 
 
+def as_cache(value: object) -> str:
+    text = as_text(value)
+    if text and not re.fullmatch(r"type=[a-z]+(,[a-z_-]+=[^,\s]+)*", text):
+        raise ValueError("empty, or a BuildKit cache backend such as type=gha or type=registry,ref=REF")
+    return text
+
+
 PARSERS: dict[str, Callable[[object], object]] = {
     "port": as_port,
     "bind": as_bind,
@@ -200,6 +208,7 @@ PARSERS: dict[str, Callable[[object], object]] = {
     "pypi_mirror": as_url,
     "ca_bundle": as_file,
     "apt_proxy": as_apt_proxy,
+    "build_cache": as_cache,
 }
 
 

@@ -36,6 +36,9 @@ def docker_build(p: Project, target: str, ref: str, *flags: str, failure: str) -
     # A secret, not a build arg: build args are recorded in the image's history.
     apt_flags = ["--secret", "id=apt_proxy,env=LABDOCK_APT_PROXY"] if apt_proxy else []
     apt_env = {"LABDOCK_APT_PROXY": apt_proxy} if apt_proxy else {}
+    # A cache backend needs a buildx builder of its own (docker-container), which keeps the image
+    # unless told to load it into the engine.
+    load = ["--load"] if p.settings.build_cache else []
     result = run(
         p.c,
         "docker",
@@ -46,6 +49,7 @@ def docker_build(p: Project, target: str, ref: str, *flags: str, failure: str) -
         ref,
         *index_flags,
         *apt_flags,
+        *load,
         *flags,
         p.root,
         env={"DOCKER_BUILDKIT": "1", **apt_env},

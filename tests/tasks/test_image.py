@@ -183,3 +183,15 @@ def test_build_failure_names_the_index_settings(make_ctx, project, failing, what
     assert error.message.startswith(what)
     assert "INVOKE_LABDOCK_PYPI_MIRROR" in error.message
     assert "INVOKE_LABDOCK_CA_BUNDLE" in error.message
+
+
+def test_build_with_a_cache_backend_loads_the_image(make_ctx, project):
+    write_lock(project)
+    c = make_ctx(build_cache="type=gha")
+    image.build(c)
+    args = args_of(c, RUNTIME)
+    assert {("--cache-from", "type=gha"), ("--cache-to", "type=gha,mode=max")} <= pairs(args)
+    assert "--load" in args  # a docker-container builder keeps the image unless told to load it
+    plain = make_ctx()
+    image.build(plain)
+    assert not {"--load", "--cache-from", "--cache-to"} & set(args_of(plain, RUNTIME))

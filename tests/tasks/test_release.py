@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import shlex
 
+import pytest
+
 from tests.tasks.helpers import (
     GIT_SHORT_SHA,
     GIT_TAG,
@@ -105,3 +107,25 @@ def test_push_other_failure_shows_the_last_error_line(make_ctx):
     assert error.message == (
         "Pushing 127.0.0.1:5000/team/unit-demo:1.0 failed: dial tcp 127.0.0.1:5000: connection refused"
     )
+
+
+@pytest.mark.parametrize(
+    ("version", "tags"),
+    [
+        ("v1.2.0", ["1.2.0", "1.2", "latest"]),
+        ("1.2.0", ["1.2.0", "1.2", "latest"]),
+        ("v10.0.3", ["10.0.3", "10.0", "latest"]),
+        ("v1.3.0rc1", ["1.3.0rc1"]),
+        ("v1.3.0-rc.1", ["1.3.0-rc.1"]),
+        ("abc1234", ["abc1234", "latest"]),
+        ("nightly", ["nightly", "latest"]),
+    ],
+)
+def test_image_tags_are_one_rule_for_ci_and_laptops(version, tags):
+    assert release.image_tags(version) == tags
+
+
+@pytest.mark.parametrize("version", ["v1.0 beta", "-x", ".hidden", "a/b", "x" * 129])
+def test_a_version_that_cannot_be_a_tag_is_refused(version):
+    error = exit_of(lambda: release.image_tags(version))
+    assert "cannot be an image tag" in error.message

@@ -118,6 +118,7 @@ BAD_VALUES = {
     "pypi_mirror": ["pypi.example.com/simple", "ftp://mirror/simple"],
     "ca_bundle": ["/nowhere/ca.pem"],
     "apt_proxy": ["http://:3142", "apt-cache:3142", "http://cache.example.com:31a2"],
+    "build_cache": ["gha", "type=gha mode=max"],
 }
 CASES = [(name, value) for name, values in BAD_VALUES.items() for value in values]
 
