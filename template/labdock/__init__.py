@@ -51,7 +51,7 @@ def namespace() -> Collection:
         server.down,
         container.logs,
         server.url,
-        tensorboard.start,
+        tensorboard.tensorboard,
         container.shell,
         container.exec_,
         dependencies.lock,

@@ -7,6 +7,7 @@ import shlex
 from invoke import Context, Exit, task
 
 from . import engine, locking, server
+from .guard import exclusive
 from .image import build_image
 from .project import Project
 
@@ -17,6 +18,7 @@ from .project import Project
         "(default: keep locked versions that still fit pyproject.toml)"
     }
 )
+@exclusive
 def lock(c: Context, upgrade: bool = False) -> None:
     """Resolve pyproject.toml into poetry.lock, with Poetry in a container (no Poetry on the host)."""
     p = Project.load(c)
@@ -33,6 +35,7 @@ def lock(c: Context, upgrade: bool = False) -> None:
         "(default; running kernels stop)",
     },
 )
+@exclusive
 def add(c: Context, package: str, group: str = "", restart: bool = True) -> None:
     """Add a dependency to pyproject.toml and poetry.lock (Poetry in a container), then rebuild."""
     p = Project.load(c)

@@ -11,6 +11,7 @@ from invoke import Context, Exit, task
 
 from . import engine, locking
 from .commands import since, warn
+from .guard import exclusive
 from .project import Project, host_ids
 from .stages import docker_build
 
@@ -74,6 +75,7 @@ def ensure_image(p: Project) -> None:
         "pull": "Pull a newer base image first",
     }
 )
+@exclusive
 def build(c: Context, no_cache: bool = False, pull: bool = False) -> None:
     """Build the JupyterLab image (runs `invoke lock` first when poetry.lock is missing)."""
     p = Project.load(c)

@@ -16,6 +16,7 @@ from invoke import Context, Exit, task
 
 from . import engine, image
 from .commands import run, since
+from .guard import exclusive
 from .project import Project
 
 RELEASE = re.compile(r"v?(?P<major>0|[1-9][0-9]*)\.(?P<minor>0|[1-9][0-9]*)\.(?P<patch>0|[1-9][0-9]*)")
@@ -111,6 +112,7 @@ def publish(p: Project, version: str) -> list[str]:
 
 
 @task(help={"tag": "Version to push (default: the git tag at HEAD, else the short commit sha)"})
+@exclusive
 def push(c: Context, tag: str = "") -> None:
     """Push the image to labdock.registry, tagged with its version (and `latest` for releases)."""
     p = Project.load(c)

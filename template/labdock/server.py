@@ -13,6 +13,7 @@ from invoke import Context, Exit, task
 from . import engine, envfile, network, tensorboard
 from .commands import cmd, progress, warn
 from .engine import GPU_HELP, compose
+from .guard import exclusive
 from .image import build_image, ensure_image
 from .project import CONTAINER_PORT, SERVICE, Project, host_ids
 
@@ -152,6 +153,7 @@ def server_url(p: Project) -> str:
         "open": "Open JupyterLab in the browser once it is healthy",
     }
 )
+@exclusive
 def up(
     c: Context, gpu: bool = False, no_gpu: bool = False, build_: bool = False, open_: bool = False
 ) -> None:
@@ -165,6 +167,7 @@ def up(
 
 
 @task(help={"volumes": "Also delete the named volumes (JupyterLab settings and workspaces)"})
+@exclusive
 def down(c: Context, volumes: bool = False) -> None:
     """Stop and remove the JupyterLab container (notebooks and data stay on the host)."""
     p = Project.load(c)
@@ -185,6 +188,7 @@ def url(c: Context, open_: bool = False) -> None:
 
 
 @task
+@exclusive
 def prepare(c: Context) -> None:
     """Write .env and build a missing image, for containers started without invoke (VS Code, compose).
 
@@ -203,6 +207,7 @@ def prepare(c: Context) -> None:
         "which containers cannot reach); without it, the same as `invoke up`"
     }
 )
+@exclusive
 def lab(c: Context, local: bool = False) -> None:
     """Start JupyterLab: in the container (default) or natively from the same poetry.lock."""
     p = Project.load(c)

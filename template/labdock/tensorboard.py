@@ -10,6 +10,7 @@ from invoke import Context, Exit, task
 
 from . import engine, network
 from .engine import compose
+from .guard import exclusive
 from .image import ensure_image
 from .project import TENSORBOARD, Project
 
@@ -52,7 +53,8 @@ def wait_until_answering(p: Project, timeout: float = 90) -> str:
 
 
 @task(name="tensorboard", help={"open": "Open TensorBoard in the browser"})
-def start(c: Context, open_: bool = False) -> None:
+@exclusive
+def tensorboard(c: Context, open_: bool = False) -> None:
     """Start TensorBoard on runs/ (beside JupyterLab, same image) and print its URL."""
     p = Project.load(c)
     engine.require_engine(p)

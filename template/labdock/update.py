@@ -8,10 +8,12 @@ from invoke import Context, Exit, task
 
 from . import locking
 from .commands import run
+from .guard import exclusive
 from .project import Project
 
 
 @task(help={"vcs_ref": "Template version to update to (default: its latest release)"})
+@exclusive
 def update(c: Context, vcs_ref: str = "") -> None:
     """Pull the template's improvements into this project (`copier update`), then relock if needed."""
     p = Project.load(c)

@@ -19,7 +19,7 @@ tensorboard = labdock.tensorboard
 
 def test_tensorboard_task_starts_the_service(make_ctx, capsys, tensorboard_answers):
     c = make_ctx({SERVICES: ok("lab\ntensorboard\n")}, tensorboard_port=6106)
-    tensorboard.start(c)
+    tensorboard.tensorboard(c)
     assert args_of(c, COMPOSE_UP)[-1] == "tensorboard"
     assert "TensorBoard: http://127.0.0.1:6106/" in capsys.readouterr().out
 
@@ -35,7 +35,7 @@ def test_tensorboard_that_never_answers(make_ctx, load, monkeypatch):
 
 def test_tensorboard_task_without_the_service(make_ctx):
     c = make_ctx({SERVICES: ok("lab\n")})
-    error = exit_of(lambda: tensorboard.start(c))
+    error = exit_of(lambda: tensorboard.tensorboard(c))
     assert "no TensorBoard service" in error.message
     assert "tensorboard=true" in error.message
     assert not matching(c, COMPOSE_UP)
@@ -44,7 +44,7 @@ def test_tensorboard_task_without_the_service(make_ctx):
 def test_tensorboard_port_in_use(make_ctx, monkeypatch):
     monkeypatch.setattr(network, "port_in_use", lambda host, port: port == 6106)
     c = make_ctx({SERVICES: ok("lab\ntensorboard\n"), PS: ok("")}, tensorboard_port=6106)
-    error = exit_of(lambda: tensorboard.start(c))
+    error = exit_of(lambda: tensorboard.tensorboard(c))
     assert "Port 6106 on 127.0.0.1 (TensorBoard) is already in use" in error.message
     assert "INVOKE_LABDOCK_TENSORBOARD_PORT" in error.message
     assert not matching(c, COMPOSE_UP)

@@ -1,0 +1,110 @@
+"""One task at a time per checkout: tasks that change the project or its containers take a lock.
+
+The lock is an OS file lock (flock / msvcrt) on .labdock/task.lock, which the OS releases when
+the holder exits, however it exits: a killed task never leaves a stale lock behind. The file
+also records who holds it (pid, task), for the message a second task prints while it waits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from invoke import Context, Exit
+
+from . import project as project_module
+
+STATE_DIR = ".labdock"  # per-checkout state, git-ignored
+LOCK_NAME = "task.lock"
+POLL_SECONDS = 0.2
+
+_held: set[Path] = set()  # locks this process holds (a task's own helpers may ask again)
+
+F = TypeVar("F", bound=Callable[..., object])
+
+if os.name == "nt":
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+
+
+def state_dir(root: Path) -> Path:
+    """The checkout's state folder (created on first use; .gitignore lists it)."""
+    folder = root / STATE_DIR
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as error:
+        raise Exit(
+            f"Cannot write in {root} ({error.strerror}): labdock needs a writable project folder."
+        ) from None
+    return folder
+
+
+def holder(path: Path) -> str:
+    """Who holds the lock, as the holder wrote it ('' when unknown)."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+@contextlib.contextmanager
+def checkout_lock(root: Path, task: str, wait: bool = True) -> Iterator[None]:
+    """Hold the checkout's task lock; wait (saying for whom) while another task holds it."""
+    path = state_dir(root) / LOCK_NAME
+    if path in _held:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        said = False
+        while not _try_lock(fd):
+            other = holder(path) or "another invoke task"
+            if not wait:
+                raise Exit(f"{other} is running in this project: wait for it, or stop it first.")
+            if not said:
+                print(f"Waiting for {other} to finish (Ctrl-C to give up)...", file=sys.stderr, flush=True)
+                said = True
+            time.sleep(POLL_SECONDS)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"`invoke {task}` (pid {os.getpid()})\n".encode())
+        _held.add(path)
+        try:
+            yield
+        finally:
+            _held.discard(path)
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def exclusive(task: F) -> F:
+    """For a task that changes the project or its containers: run it under the checkout lock."""
+
+    @functools.wraps(task)
+    def wrapper(c: Context, *args: object, **kwargs: object) -> object:
+        with checkout_lock(project_module.ROOT, task.__name__.rstrip("_").replace("_", "-")):
+            return task(c, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
