@@ -185,7 +185,7 @@ def test_answers_file_and_yaml_parse(project):
 
 
 def compose_config(root: Path, *args: str, **env: str) -> dict:
-    env = {"PATH": "/usr/bin:/bin", "JUPYTER_TOKEN": "t" * 64, **env}
+    env = {"PATH": "/usr/bin:/bin", "LABDOCK_TOKEN": "t" * 64, **env}
     result = run_in(root, tool("docker-compose"), *args, "config", "--format", "json", **env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -194,7 +194,7 @@ def compose_config(root: Path, *args: str, **env: str) -> dict:
 def test_compose_config_accepts_the_files(project):
     root, answers = project
     compose = tool("docker-compose")
-    env = {"PATH": "/usr/bin:/bin", "JUPYTER_TOKEN": "t" * 64}
+    env = {"PATH": "/usr/bin:/bin", "LABDOCK_TOKEN": "t" * 64}
     files = [["-f", "compose.yaml"]]
     if answers["gpu"] == "nvidia":
         files.append(["-f", "compose.yaml", "-f", "compose.gpu.yaml"])
@@ -255,7 +255,7 @@ def test_compose_refuses_to_start_without_a_token(project):
     root, _ = project
     result = run_in(root, tool("docker-compose"), "config", PATH="/usr/bin:/bin")
     assert result.returncode != 0
-    assert "JUPYTER_TOKEN is not set" in result.stderr
+    assert "LABDOCK_TOKEN is not set" in result.stderr
 
 
 def test_hadolint_finds_no_errors(project):
@@ -412,7 +412,7 @@ def test_precommit_refuses_rejects_tokens_markers_and_keys_and_strips_outputs(tm
     root = render(tmp_path / "guarded")
     git_tree(root)
     (root / "pyproject.toml.rej").write_text("@@ -1 +1 @@\n")
-    (root / ".env").write_text("JUPYTER_TOKEN=secret\n")
+    (root / ".env").write_text("LABDOCK_TOKEN=secret\n")
     (root / "notes.md").write_text("<<<<<<< before updating\nmine\n=======\ntheirs\n>>>>>>> after updating\n")
     key = "RSA " + "PRIVATE KEY"  # split, so that this file itself passes detect-private-key
     (root / "id_rsa").write_text(f"-----BEGIN {key}-----\nMIIE\n-----END {key}-----\n")

@@ -50,6 +50,7 @@ def compose_settings(p: Project) -> dict[str, str]:
         "LABDOCK_CPUS": s.cpus or "0",
         "LABDOCK_MEMORY": s.memory or "0",
         "LABDOCK_TENSORBOARD_PORT": str(s.tensorboard_port),
+        "LABDOCK_TENSORBOARD_BIND": network.compose_bind(s.tensorboard_bind),
     }
 
 
@@ -57,11 +58,11 @@ def compose(p: Project, *args: object, gpu: bool = False, tensorboard: bool = Fa
     """Run `docker compose ARGS` for this project, from any folder, with its settings."""
     files = ["-f", p.compose_file] + (["-f", p.gpu_compose_file] if gpu else [])
     profiles = ["--profile", TENSORBOARD] if tensorboard else []
-    env = compose_settings(p)
-    if not envfile.read(p.env_file).get(envfile.TOKEN):
-        # compose.yaml refuses to parse without a token; only `up` uses it, and `up` creates .env
-        # before it starts anything, so `down`, `ps`... may go on without one.
-        env[envfile.TOKEN] = "unused-without-env-file"
+    # The token from .env, explicitly: compose would let one exported in the shell win. Without
+    # .env, compose.yaml refuses to parse; only `up` uses the token, and `up` writes .env before it
+    # starts anything, so `down`, `ps`... go on with a placeholder.
+    token = envfile.read(p.env_file).get(envfile.TOKEN)
+    env = {**compose_settings(p), envfile.TOKEN: token or "unused-without-env-file"}
     return run(
         p.c,
         "docker",

@@ -129,7 +129,7 @@ def wait_until_healthy(p: Project) -> None:
 def server_token(p: Project) -> str:
     """The token the running server was started with (.env may have changed since)."""
     cid = engine.container_id(p)
-    token = engine.container_env(p, cid).get(envfile.TOKEN) if cid else None
+    token = engine.container_env(p, cid).get("JUPYTER_TOKEN") if cid else None  # as the server has it
     return token or envfile.read(p.env_file).get(envfile.TOKEN, "")
 
 
@@ -244,6 +244,6 @@ def lab(c: Context, local: bool = False) -> None:
                 f"--port={s.port}",
                 *allow_root,
             ),
-            env={envfile.TOKEN: token},
+            env={"JUPYTER_TOKEN": token},
             pty=sys.stdout.isatty(),
         )

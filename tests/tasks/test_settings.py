@@ -161,11 +161,11 @@ def assert_refused(result: subprocess.CompletedProcess, *parts: str) -> None:
 @pytest.mark.parametrize(("name", "value"), CASES, ids=[f"{n}={v}" for n, v in CASES])
 def test_a_bad_variable_stops_the_task_before_anything_is_written(real_project, name, value):
     env_file = real_project / ".env"
-    env_file.write_text("JUPYTER_TOKEN=abc\nMY_VAR=1\n")
+    env_file.write_text("LABDOCK_TOKEN=abc\nMY_VAR=1\n")
     variable = f"INVOKE_LABDOCK_{name.upper()}"
     result = invoke(real_project, "up", env={variable: value})
     assert_refused(result, f"{variable}={value!r}", f"set {variable} to ")
-    assert env_file.read_text() == "JUPYTER_TOKEN=abc\nMY_VAR=1\n"
+    assert env_file.read_text() == "LABDOCK_TOKEN=abc\nMY_VAR=1\n"
 
 
 @pytest.mark.parametrize(("name", "value"), CASES, ids=[f"{n}={v}" for n, v in CASES])
