@@ -12,9 +12,8 @@ import pytest
 from tests.rendering import REPO
 
 sys.path.insert(0, str(REPO / "template"))
-from labdock import envfile  # noqa: E402
-
-from tests.test_render import tool  # noqa: E402
+from labdock import envfile
+from tests.test_render import tool
 
 VALUES = [
     "plain",
