@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
+import urllib.parse
 
 from invoke import Context, Exit, task
 
@@ -23,10 +24,19 @@ def commit_time(p: Project) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def without_credentials(url: str) -> str:
+    """A git remote URL without the user and password it may carry (https://user:token@host/...)."""
+    parts = urllib.parse.urlsplit(url)
+    if "://" not in url or "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def labels(p: Project) -> dict[str, str]:
     return {
         "org.opencontainers.image.title": p.slug,
-        "org.opencontainers.image.source": p.git("remote", "get-url", "origin") or p.root.as_uri(),
+        "org.opencontainers.image.source": without_credentials(p.git("remote", "get-url", "origin"))
+        or p.root.as_uri(),
         "org.opencontainers.image.revision": p.git("rev-parse", "HEAD") or "unknown",
         "org.opencontainers.image.created": commit_time(p),
         "dev.labdock.lock-sha256": hashlib.sha256(p.lock_file.read_bytes()).hexdigest(),

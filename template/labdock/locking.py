@@ -10,7 +10,7 @@ from invoke import Exit, Result
 
 from .commands import run, since
 from .project import WORKSPACE, Project, host_ids
-from .stages import build_builder, failure_hint, index_args
+from .stages import build_builder, failure_hint, index_args, index_env
 
 
 def poetry_in_container(p: Project, poetry_args: str, owned_files: list[str], **run_kwargs) -> Result:
@@ -33,6 +33,7 @@ def poetry_in_container(p: Project, poetry_args: str, owned_files: list[str], **
         "sh",
         "-c",
         script,
+        env=index_env(p),
         **run_kwargs,
     )
 

@@ -12,6 +12,7 @@ from tests.tasks.helpers import (
     RUNNING,
     RUNTIME,
     args_of,
+    call_of,
     exit_of,
     fail,
     labdock,
@@ -44,10 +45,10 @@ def test_lock_passes_mirror_and_ca_bundle(make_ctx, tmp_path):
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
     c = make_ctx(pypi_mirror="https://pypi.corp.example/simple", ca_bundle=str(bundle))
     dependencies.lock(c)
-    assert {
-        ("-e", "PYPI_MIRROR_URL=https://pypi.corp.example/simple"),
-        ("-v", f"{bundle.resolve()}:/run/secrets/ca_bundle:ro"),
-    } <= pairs(args_of(c, POETRY))
+    assert {("-e", "PYPI_MIRROR_URL"), ("-v", f"{bundle.resolve()}:/run/secrets/ca_bundle:ro")} <= pairs(
+        args_of(c, POETRY)
+    )
+    assert call_of(c, POETRY).kwargs["env"]["PYPI_MIRROR_URL"] == "https://pypi.corp.example/simple"
 
 
 def test_lock_failure(make_ctx):

@@ -109,14 +109,18 @@ def test_build_passes_mirror_and_ca_bundle(make_ctx, project, tmp_path):
     write_lock(project)
     bundle = tmp_path / "corp-ca.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
-    c = make_ctx(pypi_mirror="https://pypi.corp.example/simple", ca_bundle=str(bundle))
+    mirror = "https://user:s3cret@pypi.corp.example/simple"
+    c = make_ctx(pypi_mirror=mirror, ca_bundle=str(bundle))
     image.build(c)
     dependencies.lock(c)  # the builder stage is built for Poetry's runs
     for pattern in (BUILDER, RUNTIME):
         assert {
-            ("--build-arg", "PYPI_MIRROR_URL=https://pypi.corp.example/simple"),
+            ("--secret", "id=pypi_mirror,env=LABDOCK_PYPI_MIRROR"),
             ("--secret", f"id=ca_bundle,src={bundle.resolve()}"),
         } <= pairs(args_of(c, pattern))
+        assert call_of(c, pattern).kwargs["env"]["LABDOCK_PYPI_MIRROR"] == mirror
+    # Secrets, never build arguments (recorded in the image); never on a command line either.
+    assert not [command for command in commands(c) if "s3cret" in command or "--build-arg PYPI" in command]
 
 
 def test_build_passes_the_apt_proxy_as_a_secret_only(make_ctx, project):
@@ -127,6 +131,22 @@ def test_build_passes_the_apt_proxy_as_a_secret_only(make_ctx, project):
     assert ("--secret", "id=apt_proxy,env=LABDOCK_APT_PROXY") in pairs(shlex.split(call.args[0]))
     assert "10.0.0.2" not in call.args[0]  # never a build arg: those are recorded in the image
     assert call.kwargs["env"] == {"DOCKER_BUILDKIT": "1", "LABDOCK_APT_PROXY": "http://10.0.0.2:3142"}
+
+
+@pytest.mark.parametrize(
+    ("remote", "label"),
+    [
+        ("https://alice:ghp_t0ken@github.com/acme/lab.git", "https://github.com/acme/lab.git"),
+        ("https://oauth2:glpat-x@gitlab.example.com:8443/a/b.git", "https://gitlab.example.com:8443/a/b.git"),
+        ("git@github.com:acme/lab.git", "git@github.com:acme/lab.git"),
+        ("ssh://git@github.com/acme/lab.git", "ssh://github.com/acme/lab.git"),
+    ],
+)
+def test_the_source_label_never_carries_credentials(make_ctx, project, remote, label):
+    write_lock(project)
+    c = make_ctx({GIT_ORIGIN: ok(remote + "\n")})
+    image.build(c)
+    assert ("--label", f"org.opencontainers.image.source={label}") in pairs(args_of(c, RUNTIME))
 
 
 def test_build_warns_root(make_ctx, project, monkeypatch, capsys):
