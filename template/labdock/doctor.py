@@ -6,17 +6,21 @@ import shutil
 
 from invoke import Context, Exit, task
 
-from . import engine, envfile, locking, network
+from . import engine, envfile, image, locking, network
 from .project import Project
 
 MIN_FREE_DISK_GB = 10
 
 
 class Report:
-    """Prints one line per check: [ok], [!!] (required, failed) or [--] (optional, failed)."""
+    """Prints one line per check: [ok], [!!] (required, failed), [--] (optional, failed) or [..]
+    (information, with what to do)."""
 
     def __init__(self) -> None:
         self.failed = False
+
+    def info(self, what: str) -> None:
+        print(f"[..] {what}")
 
     def check(self, ok: bool, what: str, fix: str = "", required: bool = True) -> None:
         mark = "ok" if ok else ("!!" if required else "--")
@@ -45,9 +49,18 @@ def doctor(c: Context) -> None:
         "BuildKit (buildx)",
         "install the buildx plugin (Docker Desktop has it); the Dockerfile's cache mounts need BuildKit",
     )
-    if problem is None:
-        lock_issue = locking.lock_problem(p)
+    if problem is None and not p.lock_file.exists():
+        report.info("poetry.lock: not locked yet: `invoke up` (or `invoke lock`) resolves it; commit it")
+    elif problem is None:
+        lock_issue = locking.lock_problem(p, quiet=True)
         report.check(lock_issue is None, "poetry.lock matches pyproject.toml", lock_issue or "")
+        if lock_issue is None:
+            stale = image.stale_reason(p)
+            report.check(
+                not stale or stale == "there is no image yet",
+                "the image is built from the project's current files",
+                f"{stale}: `invoke build` (or `invoke up`) rebuilds it",
+            )
     else:
         report.check(False, "poetry.lock matches pyproject.toml", "needs the engine (see above)")
     ours = problem is None and bool(engine.container_id(p))  # our own server may hold the port

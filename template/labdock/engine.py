@@ -81,11 +81,14 @@ def image_exists(p: Project, ref: str) -> bool:
     return run(p.c, "docker", "image", "inspect", ref, hide=True, warn=True).ok
 
 
-def image_label(p: Project, ref: str, label: str) -> str:
-    """A label of a local image ('' when the image or the label is missing)."""
-    return output(
-        p.c, "docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', ref
-    )
+def label(p: Project, kind: str, ref: str, name: str) -> str:
+    """A label of a local image or a container (kind "image" / "container"); '' when missing."""
+    value = output(p.c, "docker", kind, "inspect", "--format", f'{{{{index .Config.Labels "{name}"}}}}', ref)
+    return "" if value == "<no value>" else value
+
+
+def image_label(p: Project, ref: str, name: str) -> str:
+    return label(p, "image", ref, name)
 
 
 def container_id(p: Project, service: str = SERVICE) -> str:

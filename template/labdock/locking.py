@@ -38,11 +38,12 @@ def poetry_in_container(p: Project, poetry_args: str, owned_files: list[str], **
     )
 
 
-def lock_problem(p: Project) -> str | None:
-    """None when poetry.lock exists and matches pyproject.toml, else a one-line cause and fix."""
+def lock_problem(p: Project, quiet: bool = False) -> str | None:
+    """None when poetry.lock exists and matches pyproject.toml, else a one-line cause and fix.
+    quiet: without the builder stage's build output (doctor prints one line per check)."""
     if not p.lock_file.exists():
         return "poetry.lock is missing: run `invoke lock` (the build runs it for you), then commit it."
-    builder = build_builder(p)
+    builder = build_builder(p, quiet=quiet)
     result = run(
         p.c,
         "docker",

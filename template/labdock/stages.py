@@ -43,7 +43,7 @@ def failure_hint(what: str) -> str:
     )
 
 
-def docker_build(p: Project, target: str, ref: str, *flags: str, failure: str) -> None:
+def docker_build(p: Project, target: str, ref: str, *flags: str, failure: str, quiet: bool = False) -> None:
     """Build one stage of the Dockerfile with the project's package-index settings."""
     index_flags, _ = index_args(p)
     apt_proxy = p.settings.apt_proxy
@@ -67,13 +67,14 @@ def docker_build(p: Project, target: str, ref: str, *flags: str, failure: str) -
         p.root,
         env={"DOCKER_BUILDKIT": "1", **index_env(p)},
         warn=True,
+        hide=quiet,
     )
     if not result.ok:
         raise Exit(failure_hint(failure))
 
 
-def build_builder(p: Project) -> str:
+def build_builder(p: Project, quiet: bool = False) -> str:
     """Build the Dockerfile's builder stage (Poetry, no project dependencies); returns its tag."""
     ref = p.image("builder")
-    docker_build(p, "builder", ref, failure="The builder stage (Poetry) failed to build")
+    docker_build(p, "builder", ref, failure="The builder stage (Poetry) failed to build", quiet=quiet)
     return ref

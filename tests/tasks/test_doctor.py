@@ -74,3 +74,25 @@ def test_doctor_reports_a_busy_port(make_ctx, project, monkeypatch, capsys):
     c = make_ctx({PS: ok("")})
     exit_of(lambda: doctor.doctor(c))
     assert "[!!] port 8888 on 127.0.0.1 is free for JupyterLab: stop what uses it" in capsys.readouterr().out
+
+
+def test_doctor_says_not_locked_yet_as_information(make_ctx, project, capsys):
+    (project / "poetry.lock").unlink(missing_ok=True)
+    c = make_ctx({ENGINE: ok("27.3.1\n"), PS: ok("")})
+    doctor.doctor(c)  # not a failure: a fresh project
+    out = capsys.readouterr().out
+    assert "[..] poetry.lock: not locked yet: `invoke up` (or `invoke lock`) resolves it" in out
+    assert not matching(c, r"docker build ")  # nothing built just to look
+
+
+def test_doctor_reports_a_stale_image(make_ctx, project, monkeypatch, capsys):
+    write_lock(project)
+    monkeypatch.setattr(
+        labdock.image, "stale_reason", lambda p: "Dockerfile changed since the image was built"
+    )
+    c = make_ctx({PS: ok("")})
+    exit_of(lambda: doctor.doctor(c))
+    assert (
+        "[!!] the image is built from the project's current files: Dockerfile changed since the image was "
+        "built: `invoke build` (or `invoke up`) rebuilds it"
+    ) in capsys.readouterr().out

@@ -17,6 +17,7 @@ from tests.tasks.helpers import (
     GIT_ORIGIN,
     GIT_SHA,
     GIT_TIME,
+    IMAGE_INSPECT,
     LOCK_CONTENT,
     POETRY,
     RUNTIME,
@@ -36,6 +37,7 @@ from tests.tasks.helpers import (
 
 dependencies = labdock.dependencies
 image = labdock.image
+STALE_REASON = image.stale_reason  # the real one (the fixtures stand in for it)
 
 
 def test_build_command(make_ctx, project):
@@ -215,3 +217,40 @@ def test_build_with_a_cache_backend_loads_the_image(make_ctx, project):
     plain = make_ctx()
     image.build(plain)
     assert not {"--load", "--cache-from", "--cache-to"} & set(args_of(plain, RUNTIME))
+
+
+def test_the_image_records_what_it_was_built_from(make_ctx, project, load, monkeypatch):
+    write_lock(project)
+    c = make_ctx()
+    image.build(c)
+    labels = [value for flag, value in pairs(args_of(c, RUNTIME)) if flag == "--label"]
+    record = next(value for value in labels if value.startswith("dev.labdock.inputs=")).partition("=")[2]
+    p = load(c)
+    assert image.changed_inputs(p, record) == []
+    (project / "poetry.lock").write_text(LOCK_CONTENT + "# changed\n")
+    (project / "apt-packages.txt").write_text("jq\n")
+    assert image.changed_inputs(p, record) == ["apt-packages.txt", "poetry.lock"]
+    monkeypatch.setattr(os, "getuid", lambda: 4321)
+    assert "user" in image.changed_inputs(p, record)
+    assert image.changed_inputs(p, "") == sorted(image.inputs(p))  # no record: everything differs
+
+
+def test_a_stale_image_is_rebuilt_before_use_and_says_why(make_ctx, project, monkeypatch, capsys):
+    write_lock(project)
+    monkeypatch.setattr(image, "stale_reason", lambda p: "poetry.lock changed since the image was built")
+    c = make_ctx()
+    image.ensure_image(labdock.project.Project.load(c))
+    assert matching(c, RUNTIME)
+    assert "Rebuilding the image: poetry.lock changed since the image was built." in capsys.readouterr().out
+
+
+def test_stale_reason_reads_the_label(make_ctx, project, load, monkeypatch):
+    write_lock(project)
+    monkeypatch.setattr(image, "stale_reason", STALE_REASON)
+    p = load(make_ctx({r"docker image inspect --format": ok("<no value>\n")}))
+    assert image.stale_reason(p) == "the image does not record what it was built from"
+    current = image.encode_inputs(image.inputs(p))
+    p = load(make_ctx({r"docker image inspect --format": ok(current + "\n")}))
+    assert image.stale_reason(p) == ""
+    p = load(make_ctx({IMAGE_INSPECT: fail()}))
+    assert image.stale_reason(p) == "there is no image yet"
