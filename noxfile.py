@@ -55,7 +55,13 @@ def lint(session: nox.Session) -> None:
 def render(session: nox.Session) -> None:
     """Render the answer matrix and check every output with the real tools."""
     install(session, "render")
-    tests = ["tests/test_render.py", "tests/test_answers.py", "tests/test_update.py", "tests/test_repo.py"]
+    tests = [
+        "tests/test_render.py",
+        "tests/test_answers.py",
+        "tests/test_hostile_answers.py",
+        "tests/test_update.py",
+        "tests/test_repo.py",
+    ]
     session.run("pytest", *(session.posargs or tests))
 
 
