@@ -108,6 +108,9 @@ def bad_answers() -> list[tuple[str, dict, list[str]]]:
             if "regex_search(" in text:
                 longer.sort(key=lambda value: not regex(name).search(value))
             add(name, longer[0], message(name, limit.group(0)))
+        for refused in re.findall(rf"elif {name} \| regex_search\('\[(.+?)\]'\)", text):
+            for char in refused:  # characters a validator refuses anywhere in the answer
+                add(name, f"Ann {char} Bob", message(name, f"regex_search('[{refused}]')"))
         if "regex_search(" in text and "isprintable" not in text and "reserved" not in text:
             pattern, expected = regex(name), message(name, "regex_search(")
             for value in NEAR_MISSES:
