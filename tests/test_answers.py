@@ -37,7 +37,7 @@ NEAR_MISSES = [
     "abc",
     "-2",
     "+8888",
-    "８８８８",  # fullwidth digits: int() reads them, the validator must not
+    "\uff18\uff18\uff18\uff18",  # fullwidth 8888: int() reads it, the validator must not
     "12GB",
     "0g",
     "nobody",
@@ -47,7 +47,14 @@ NEAR_MISSES = [
     "host:0123/x",
     "a//b",
 ]
-UNPRINTABLE = ["line\nbreak", "carriage\rreturn", "tab\there", "escape\x1b[2J", "rtl\u202eoverride", "nul\x00"]
+UNPRINTABLE = [
+    "line\nbreak",
+    "carriage\rreturn",
+    "tab\there",
+    "escape\x1b[2J",
+    "rtl\u202eoverride",
+    "nul\x00",
+]
 
 
 def validator(name: str) -> str:
@@ -123,7 +130,7 @@ def bad_answers() -> list[tuple[str, dict, list[str]]]:
             add(name, str(int(float(high)) + 1), message(name, f"<= {name} |"))
         if smallest := re.search(r">= (\d+)\)", text):  # a size in bytes
             add(name, f"{int(smallest.group(1)) // 1048576 - 1}m", message(name, smallest.group(0)))
-        if other := re.search(rf"must differ from (\w+)", text):
+        if other := re.search(r"must differ from (\w+)", text):
             add(name, str(QUESTIONS[other.group(1)]["default"]), message(name, "must differ"))
         if include := re.search(r"include '(.+?)'", text):
             reserved = yaml.safe_load((REPO / include.group(1)).read_text())
@@ -149,7 +156,9 @@ def template(tmp_path_factory) -> Path:
 
 def copier_copy(template: Path, dst: Path, answers: dict) -> subprocess.CompletedProcess:
     args = [sys.executable, "-m", "copier", "copy", "--trust", "--defaults"]
-    args += [f"--data={key}={str(value).lower() if value is True else value}" for key, value in answers.items()]
+    args += [
+        f"--data={key}={str(value).lower() if value is True else value}" for key, value in answers.items()
+    ]
     return subprocess.run([*args, str(template), str(dst)], capture_output=True, text=True)
 
 
@@ -163,7 +172,9 @@ def test_every_kind_of_validator_has_bad_answers():
     assert len(BAD_ANSWERS) >= 60
 
 
-@pytest.mark.parametrize(("answers", "expected"), [c[1:] for c in BAD_ANSWERS], ids=[c[0] for c in BAD_ANSWERS])
+@pytest.mark.parametrize(
+    ("answers", "expected"), [c[1:] for c in BAD_ANSWERS], ids=[c[0] for c in BAD_ANSWERS]
+)
 def test_bad_answer_is_refused_and_nothing_written(template, tmp_path, answers, expected):
     """Through copier's API (fast): the validator's message, and no folder."""
     dst = tmp_path / "project"
@@ -223,12 +234,23 @@ def test_good_answers_are_accepted(template, tmp_path):
     result = copier_copy(template, dst, answers)
     assert result.returncode == 0, result.stderr
     recorded = yaml.safe_load((dst / ".copier-answers.yml").read_text())
-    assert (recorded["project_slug"], recorded["package_name"]) == ("tumor-segmentation", "tumor_segmentation")
+    assert (recorded["project_slug"], recorded["package_name"]) == (
+        "tumor-segmentation",
+        "tumor_segmentation",
+    )
 
 
 @pytest.mark.parametrize(
     "registry",
-    ["ghcr.io/acme", "docker.io/team/sub", "acme", "my_team/x.y", "localhost:5000", "[::1]:5000/team", "a--b/c__d"],
+    [
+        "ghcr.io/acme",
+        "docker.io/team/sub",
+        "acme",
+        "my_team/x.y",
+        "localhost:5000",
+        "[::1]:5000/team",
+        "a--b/c__d",
+    ],
 )
 def test_registry_prefixes_in_docker_syntax_are_accepted(template, tmp_path, registry):
     result = copier_copy(template, tmp_path / "p", {"registry": registry})
@@ -237,10 +259,10 @@ def test_registry_prefixes_in_docker_syntax_are_accepted(template, tmp_path, reg
 
 def test_the_git_checkout_refuses_an_octal_port():
     """The same refusal when copier clones this repository (as users run it), extensions loaded."""
+    copy = [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref=HEAD"]
     with tempfile.TemporaryDirectory() as folder:
         result = subprocess.run(
-            [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref=HEAD"]
-            + ["--data=jupyter_port=01234", str(REPO), f"{folder}/p"],
+            [*copy, "--data=jupyter_port=01234", str(REPO), f"{folder}/p"],
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,

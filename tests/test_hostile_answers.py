@@ -93,8 +93,8 @@ events = []
 sys.addaudithook(lambda event, args: events.append(event))
 import {package} as package
 imported, events[:] = sorted(set(events)), []
-functions = {{name: value for name, value in vars(package).items() if callable(value) and not name.startswith("_")}}
-results = {{name: function() for name, function in functions.items()}}
+public = {{name: value for name, value in vars(package).items() if not name.startswith("_")}}
+results = {{name: value() for name, value in public.items() if callable(value)}}
 print(json.dumps({{"imported": imported, "called": events, "results": results,
                   "name": package.PROJECT_NAME, "file": package.__file__}}))
 """
@@ -127,7 +127,9 @@ def instructions(dockerfile: str) -> list[str]:
 
 
 def jsonc(path: Path) -> dict:
-    return json.loads("\n".join(line for line in path.read_text().splitlines() if not line.strip().startswith("//")))
+    return json.loads(
+        "\n".join(line for line in path.read_text().splitlines() if not line.strip().startswith("//"))
+    )
 
 
 def import_package(root: Path, package: str, scratch: Path) -> dict:
@@ -233,7 +235,7 @@ def test_any_answer_is_refused_or_rendered_as_text(template, reference, tmp_path
     def check(question: str, value: str) -> None:
         answers = {question: value, **({"tensorboard": True} if question == "tensorboard_port" else {})}
         folder = tmp_path_factory.mktemp("any")
-        recorded, refusal = copy_or_refusal(template, folder / "p", answers)
+        recorded, _ = copy_or_refusal(template, folder / "p", answers)
         figures["examples"] += 1
         if recorded is None:
             figures["refused"] += 1
@@ -271,7 +273,10 @@ def test_a_hostile_name_renders_as_text(template, reference, tmp_path, name):
     check_project(tmp_path / "p", recorded, reference, tmp_path / "scratch")
 
 
-@pytest.mark.parametrize(("name", "slug"), [("Café Crème", "cafe-creme"), ("Ünïcödé Lab", "unicode-lab"), ("東京 ML", "dong-jing-ml")])
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [("Café Crème", "cafe-creme"), ("Ünïcödé Lab", "unicode-lab"), ("東京 ML", "dong-jing-ml")],
+)
 def test_slugs_are_transliterated(template, tmp_path, name, slug):
     recorded, _ = copy_or_refusal(template, tmp_path / "p", {"project_name": name})
     assert (recorded["project_slug"], recorded["package_name"]) == (slug, slug.replace("-", "_"))

@@ -376,7 +376,9 @@ def test_starter_notebook_imports_the_package(project):
     recorded = yaml.safe_load((root / ".copier-answers.yml").read_text())
     package = recorded["package_name"]
     notebook = json.loads(next((root / "notebooks").glob("*.ipynb")).read_text())
-    code = "".join("".join(cell["source"]) + "\n" for cell in notebook["cells"] if cell["cell_type"] == "code")
+    code = "".join(
+        "".join(cell["source"]) + "\n" for cell in notebook["cells"] if cell["cell_type"] == "code"
+    )
     python = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("%"))
     imports = [node for node in ast.walk(ast.parse(python)) if isinstance(node, ast.Import | ast.ImportFrom)]
     assert {alias.name for node in imports for alias in node.names} == {package}
