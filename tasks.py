@@ -1,16 +1,18 @@
 """Maintainer tasks for the labdock template itself (`invoke --list`).
 
-The generated project's tasks live in template/tasks.py; these only help work on the template.
+The generated project's tasks live in template/labdock/; these only help work on the template.
 """
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 
-from invoke import Context, task
+from invoke import Context, Exit, task
 
 REPO = Path(__file__).resolve().parent
+DEMO_MARKER = ".labdock-demo"  # written into every folder `invoke demo` renders
 
 
 @task(
@@ -23,10 +25,18 @@ REPO = Path(__file__).resolve().parent
 def demo(c: Context, dest: str = "", up: bool = True, data: str = "") -> None:
     """Render this checkout (uncommitted changes included) with default answers and start it."""
     target = Path(dest or REPO / "demo").resolve()
-    if target.exists():
-        shutil.rmtree(target)
+    if target.exists() and any(target.iterdir()):
+        if not (target / DEMO_MARKER).is_file():
+            raise Exit(f"{target} is not empty and was not made by `invoke demo`: choose another --dest.")
+        shutil.rmtree(target)  # an earlier demo: replaced
     answers = [f"--data={item.strip()}" for item in data.split(",") if item.strip()]
-    c.run(f"copier copy --trust --defaults --vcs-ref=HEAD {' '.join(answers)} {REPO} {target}")
+    c.run(
+        shlex.join(
+            ["copier", "copy", "--trust", "--defaults", "--vcs-ref=HEAD", *answers, str(REPO), str(target)]
+        )
+    )
+    target.mkdir(parents=True, exist_ok=True)
+    (target / DEMO_MARKER).write_text("Rendered by `invoke demo`; it may delete this folder.\n")
     if up:
         with c.cd(str(target)):
             c.run("invoke up", pty=True)
