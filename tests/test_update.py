@@ -442,6 +442,12 @@ def test_notebooks_code_data_and_tests_are_never_touched(template_repo, tmp_path
     assert "ARG POETRY_VERSION=2.6.0" in (project / "Dockerfile").read_text()  # template-owned: updated
     assert answers(project)["_commit"] == "0.3.0"
 
+    # `copier recopy` renders everything again, as a copy: the project's own files still stay.
+    commit_all(project, "updated")
+    copier("recopy", "--defaults", "--trust", "--overwrite", "--quiet", str(project))
+    assert user_owned(project) == owned
+    assert (project / "notebooks" / "tour.ipynb").is_file()  # a new starter: nothing to overwrite
+
 
 # ---------------------------------------------------------------- 7. migration, copy task
 

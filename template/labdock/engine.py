@@ -4,6 +4,7 @@ for this project with its settings, find its containers and images."""
 from __future__ import annotations
 
 import os
+import re
 
 from invoke import Exit, Result
 
@@ -128,6 +129,40 @@ def container_env(p: Project, cid: str) -> dict[str, str]:
 
 def is_nvidia_error(error: str) -> bool:
     return any(sign in error for sign in NVIDIA_ERRORS)
+
+
+def no_gpu_runtime(command: str) -> str:
+    """The one line for a GPU request the engine cannot serve, naming the command without it."""
+    return (
+        "The Docker engine has no NVIDIA GPU runtime: install the NVIDIA Container Toolkit and "
+        f"restart Docker, or run without the GPUs: `{command} --no-gpu` (or gpu: none in invoke.yaml)."
+    )
+
+
+def leftovers(p: Project) -> list[str]:
+    """Containers of this project that a failed or interrupted start left behind: never started
+    (Created), or renamed by Compose while it replaced a container (`<id>_<name>`)."""
+    listing = output(
+        p.c,
+        "docker",
+        "ps",
+        "--all",
+        "--filter",
+        f"label=com.docker.compose.project={p.compose_project}",
+        "--format",
+        "{{.ID}} {{.State}} {{.Names}}",
+    )
+    found = []
+    for line in listing.splitlines():
+        cid, state, name = [*line.split(" ", 2), "", ""][:3]
+        if state == "created" or re.match(r"[0-9a-f]{12}_", name):
+            found.append(cid)
+    return found
+
+
+def remove_leftovers(p: Project) -> None:
+    if doomed := leftovers(p):
+        run(p.c, "docker", "rm", "--force", *doomed, hide=True, warn=True)
 
 
 GPU_HELP = {

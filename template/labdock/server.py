@@ -52,23 +52,33 @@ def start(p: Project, gpu: bool = False, rebuild: bool = False) -> str:
         )
     if s.tensorboard:
         tensorboard.check_port(p)
-    result = compose(
-        p, "up", "--detach", "--no-build", gpu=gpu, tensorboard=s.tensorboard, warn=True, hide="stderr"
-    )
+    engine.remove_leftovers(p)  # of an earlier start that failed or was interrupted
+    try:
+        result = compose(
+            p, "up", "--detach", "--no-build", gpu=gpu, tensorboard=s.tensorboard, warn=True, hide="stderr"
+        )
+    except KeyboardInterrupt:
+        raise Exit(
+            "Interrupted while (re)starting JupyterLab: the server may be down. `invoke up` starts "
+            "it again (and removes what the interruption left).",
+            code=130,
+        ) from None
     if not result.ok:
         error = result.stderr.strip()
+        engine.remove_leftovers(p)  # nothing half-made stays
         if gpu and engine.is_nvidia_error(error):
-            raise Exit(
-                "The Docker engine has no NVIDIA GPU runtime: install the NVIDIA Container "
-                "Toolkit and restart Docker, or start without --gpu (and gpu: none)."
-            )
+            raise Exit(engine.no_gpu_runtime("invoke up"))
         if "address already in use" in error or "port is already allocated" in error:
             raise Exit(
                 f"Port {s.port} on {s.bind} is already in use: stop what uses it, or set "
                 "INVOKE_LABDOCK_PORT to another port."
             )
+        if not error:
+            raise Exit(
+                f"`docker compose up` failed without a message (exit {result.exited}): try `invoke up` again."
+            )
         print(error, file=sys.stderr)
-        raise Exit("`docker compose up` failed (error above).")
+        raise Exit("`docker compose up` failed (error above): the server is down; fix it, then `invoke up`.")
     wait_until_healthy(p)
     url = server_url(p)
     print(f"JupyterLab: {url}")

@@ -27,6 +27,7 @@ from tests.tasks.helpers import (
     labdock,
     matching,
     ok,
+    on_command,
     pairs,
     position,
     write_lock,
@@ -164,7 +165,7 @@ def test_up_port_allocated_when_compose_starts(make_ctx):
 def test_up_compose_fails_otherwise(make_ctx, capsys):
     c = make_ctx({COMPOSE_UP: fail("service lab: invalid volume spec"), **RUNNING})
     error = exit_of(lambda: server.up(c))
-    assert error.message == "`docker compose up` failed (error above)."
+    assert error.message.startswith("`docker compose up` failed (error above): the server is down")
     assert "invalid volume spec" in capsys.readouterr().err
 
 
@@ -358,3 +359,38 @@ def test_up_port_error_in_a_project_named_gpu(make_ctx, project):
     c = make_ctx({COMPOSE_UP: fail(stderr), **RUNNING})
     error = exit_of(lambda: server.up(c))
     assert "Port 8888 on 127.0.0.1 is already in use" in error.message
+
+
+LEFTOVERS = r"docker ps --all --filter label=com.docker.compose.project=unit-demo"
+
+
+def test_up_removes_what_an_interrupted_start_left(make_ctx):
+    listing = (
+        "aaa111 created unit-demo-lab-1\n"
+        "bbb222 exited 0123456789ab_unit-demo-lab-1\n"  # renamed by compose while replacing it
+        "ccc333 running unit-demo-tensorboard-1\n"
+    )
+    c = make_ctx({**RUNNING, LEFTOVERS: ok(listing)})
+    server.up(c)
+    removed = matching(c, r"docker rm --force")
+    assert removed[0] == "docker rm --force aaa111 bbb222"  # not the running TensorBoard
+    assert position(c, r"docker rm --force") < position(c, COMPOSE_UP)
+
+
+def test_up_interrupted_while_replacing_the_container(make_ctx):
+    c = make_ctx(RUNNING)
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    on_command(c, COMPOSE_UP, interrupt)
+    error = exit_of(lambda: server.up(c))
+    assert error.code == 130
+    assert error.message.startswith("Interrupted while (re)starting JupyterLab: the server may be down.")
+    assert "`invoke up` starts it again" in error.message
+
+
+def test_up_fails_without_a_message(make_ctx):
+    c = make_ctx({**RUNNING, COMPOSE_UP: fail("", exited=137)})
+    error = exit_of(lambda: server.up(c))
+    assert error.message.startswith("`docker compose up` failed without a message (exit 137)")
