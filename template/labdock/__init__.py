@@ -30,6 +30,7 @@ from . import (
     container,
     dependencies,
     doctor,
+    guard,
     image,
     notebooks,
     project,
@@ -63,5 +64,7 @@ def namespace() -> Collection:
         doctor.doctor,
         server.prepare,
     )
+    for name in ns.task_names:
+        guard.one_line_errors(ns[name])
     ns.configure({"labdock": settings.DEFAULTS})
     return ns
