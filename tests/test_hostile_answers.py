@@ -150,7 +150,7 @@ def import_package(root: Path, package: str, scratch: Path) -> dict:
 
 
 def compose_config(root: Path) -> dict:
-    env = {"PATH": "/usr/bin:/bin", "JUPYTER_TOKEN": "t" * 64}
+    env = {"PATH": "/usr/bin:/bin", "LABDOCK_TOKEN": "t" * 64}
     result = run_in(root, tool("docker-compose"), "config", "--format", "json", **env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)

@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 from invoke import Context, Exit, Task
 from invoke.exceptions import Failure
@@ -29,8 +28,6 @@ LOCK_NAME = "task.lock"
 POLL_SECONDS = 0.2
 
 _held: set[Path] = set()  # locks this process holds (a task's own helpers may ask again)
-
-F = TypeVar("F", bound=Callable[..., object])
 
 if os.name == "nt":
     import msvcrt
@@ -103,7 +100,7 @@ def checkout_lock(root: Path, task: str, wait: bool = True) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def exclusive(task: F) -> F:
+def exclusive(task: Callable[..., object]) -> Callable[..., object]:
     """For a task that changes the project or its containers: run it under the checkout lock."""
 
     @functools.wraps(task)
@@ -112,7 +109,7 @@ def exclusive(task: F) -> F:
             return task(c, *args, **kwargs)
 
     wrapper.labdock_exclusive = True
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def debugging() -> bool:

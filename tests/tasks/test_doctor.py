@@ -73,7 +73,10 @@ def test_doctor_reports_a_busy_port(make_ctx, project, monkeypatch, capsys):
     monkeypatch.setattr(network, "port_in_use", lambda host, port: True)
     c = make_ctx({PS: ok("")})
     exit_of(lambda: doctor.doctor(c))
-    assert "[!!] port 8888 on 127.0.0.1 is free for JupyterLab: something else listens there" in capsys.readouterr().out
+    assert (
+        "[!!] port 8888 on 127.0.0.1 is free for JupyterLab: something else listens there"
+        in capsys.readouterr().out
+    )
 
 
 def test_doctor_says_not_locked_yet_as_information(make_ctx, project, capsys):

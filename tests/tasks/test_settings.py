@@ -113,6 +113,7 @@ BAD_VALUES = {
     "memory": ["12", "12gb", "-1g", "0g"],
     "tensorboard": ["maybe", "2"],
     "tensorboard_port": ["abc", "22"],
+    "tensorboard_bind": ["localhost", "0.0.0.0:6006"],
     "registry": ["GHCR.io/Acme", "ghcr.io/my team", "https://ghcr.io/acme"],
     "healthy_timeout": ["soon", "0", "-5"],
     "pypi_mirror": ["pypi.example.com/simple", "ftp://mirror/simple"],
