@@ -55,15 +55,21 @@ def lint(session: nox.Session) -> None:
 def render(session: nox.Session) -> None:
     """Render the answer matrix and check every output with the real tools."""
     install(session, "render")
-    tests = ["tests/test_render.py", "tests/test_answers.py", "tests/test_update.py", "tests/test_repo.py"]
+    tests = [
+        "tests/test_render.py",
+        "tests/test_answers.py",
+        "tests/test_update.py",
+        "tests/test_repo.py",
+        "tests/test_gpu_render.py",
+    ]
     session.run("pytest", *(session.posargs or tests))
 
 
 @nox.session
 def tasks(session: nox.Session) -> None:
-    """Unit tests of the generated tasks.py (no Docker)."""
+    """Unit tests of the generated tasks.py and labdock/ modules (no Docker)."""
     install(session, "render")
-    session.run("pytest", *(session.posargs or ["tests/test_tasks.py"]))
+    session.run("pytest", *(session.posargs or ["tests/test_tasks.py", "tests/tasks"]))
 
 
 @nox.session

@@ -9,7 +9,6 @@ readiness from the engine's healthcheck, the server reached through `ssh -L`.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -24,18 +23,9 @@ import requests
 
 from tests.e2e.harness import docker, free_port, new_project, notebook, record, remove_project_state
 from tests.e2e.remote import PrivateFolder, docker_remote
-from tests.rendering import REPO
+from tests.standalone import load
 
-
-def load_remote():
-    spec = importlib.util.spec_from_file_location("labdock_remote", REPO / "template/labdock/remote.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-remote = load_remote()
+remote = load("remote")
 
 
 def seconds(started: float) -> str:
