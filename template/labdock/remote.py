@@ -160,6 +160,7 @@ def compose_override(
     start_period: str = "60s",
 ) -> str:
     """compose.remote.yaml: the remote-mode override, added after compose.yaml (and the GPU one).
+    services: those of compose.yaml that mount the project (lab; tensorboard when it has it).
 
     Compose merges a service's volumes by their target, so this replaces the bind mount of the
     project at /workspace with the volume, for every service that mounts it. start_interval
