@@ -19,6 +19,8 @@ from tests.rendering import render
 from tests.standalone import load
 
 gpu = load("gpu")
+# compose.yaml reads the token from one of these, depending on the template version
+TOKEN = {"JUPYTER_TOKEN": "t" * 64, "LABDOCK_TOKEN": "t" * 64}
 UUID = "GPU-4a6c1e2b-8f3d-7a91-2c5e-0b9d8e7f6a51"
 
 
@@ -35,7 +37,7 @@ def merged(root: Path, gpus: str, flag: bool | None = None) -> dict:
         cwd=root,
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", "JUPYTER_TOKEN": "t" * 64},
+        env={"PATH": "/usr/bin:/bin", **TOKEN},
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)["services"]["lab"]

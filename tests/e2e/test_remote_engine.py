@@ -169,7 +169,9 @@ def remote_project(remote_engine, tmp_path_factory):
     root = folder.path / "project"
     shutil.copytree(local.root, folder.view / "project", symlinks=True)
     project = RemoteProject(folder, root, local.answers["project_slug"], local.answers["jupyter_port"])
-    (project.view / ".env").write_text(f"JUPYTER_TOKEN={project.token}\nLABDOCK_PORT={project.port}\n")
+    # The token under both names compose.yaml has used (JUPYTER_TOKEN, then LABDOCK_TOKEN).
+    env = f"JUPYTER_TOKEN={project.token}\nLABDOCK_TOKEN={project.token}\nLABDOCK_PORT={project.port}\n"
+    (project.view / ".env").write_text(env)
     (project.view / "compose.remote.yaml").write_text(remote.compose_override(["lab"]))
     built = folder.run(sys.executable, "-m", "invoke", "build", cwd=root)
     record("remote", "invoke build over ssh (stack minimal, cached)", f"{built.seconds:.1f} s")

@@ -17,6 +17,8 @@ import yaml
 from tests.standalone import load
 
 remote = load("remote")
+# compose.yaml reads the token from one of these, depending on the template version
+TOKEN = {"JUPYTER_TOKEN": "t" * 64, "LABDOCK_TOKEN": "t" * 64}
 
 
 # ----------------------------------------------------------------------------- which engine
@@ -165,7 +167,7 @@ def test_compose_merges_the_override_over_a_rendered_project(render_project):
         cwd=root,
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", "JUPYTER_TOKEN": "t" * 64},
+        env={"PATH": "/usr/bin:/bin", **TOKEN},
     )
     assert result.returncode == 0, result.stderr
     config = json.loads(result.stdout)
