@@ -69,7 +69,11 @@ class PrivateFolder:
         else:
             self.close()
             pytest.fail("unshare did not create a mount namespace")
-        self.nsenter(["mount", "-t", "tmpfs", "-o", f"size={size}", "labdock-private", str(path)])
+        try:
+            self.nsenter(["mount", "-t", "tmpfs", "-o", f"size={size}", "labdock-private", str(path)])
+        except subprocess.CalledProcessError:
+            self.close()
+            raise
 
     @property
     def view(self) -> Path:

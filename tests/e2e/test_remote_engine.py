@@ -164,21 +164,25 @@ def remote_project(remote_engine, tmp_path_factory):
     local = new_project(
         tmp_path_factory.mktemp("remote-local"), project_name="Remote Check Alpha", stack="minimal"
     )
-    local.invoke("lock")
     folder = PrivateFolder(tmp_path_factory.mktemp("remote-private") / "private")
-    root = folder.path / "project"
-    shutil.copytree(local.root, folder.view / "project", symlinks=True)
-    project = RemoteProject(folder, root, local.answers["project_slug"], local.answers["jupyter_port"])
-    # The token under both names compose.yaml has used (JUPYTER_TOKEN, then LABDOCK_TOKEN).
-    env = f"JUPYTER_TOKEN={project.token}\nLABDOCK_TOKEN={project.token}\nLABDOCK_PORT={project.port}\n"
-    (project.view / ".env").write_text(env)
-    (project.view / "compose.remote.yaml").write_text(remote.compose_override(["lab"]))
-    built = folder.run(sys.executable, "-m", "invoke", "build", cwd=root)
-    record("remote", "invoke build over ssh (stack minimal, cached)", f"{built.seconds:.1f} s")
-    yield project
-    project.compose("down", "--volumes", check=False)
-    folder.close()
-    remove_project_state(local)
+    project = RemoteProject(
+        folder, folder.path / "project", local.answers["project_slug"], local.answers["jupyter_port"]
+    )
+    try:
+        local.invoke("lock")
+        shutil.copytree(local.root, project.view, symlinks=True)
+        # The token under both names compose.yaml has used (JUPYTER_TOKEN, then LABDOCK_TOKEN).
+        env = f"JUPYTER_TOKEN={project.token}\nLABDOCK_TOKEN={project.token}\nLABDOCK_PORT={project.port}\n"
+        (project.view / ".env").write_text(env)
+        (project.view / "compose.remote.yaml").write_text(remote.compose_override(["lab"]))
+        built = folder.run(sys.executable, "-m", "invoke", "build", cwd=project.root)
+        record("remote", "invoke build over ssh (stack minimal, cached)", f"{built.seconds:.1f} s")
+        yield project
+    finally:
+        if (project.view / "compose.remote.yaml").exists():
+            project.compose("down", "--volumes", check=False)
+        folder.close()
+        remove_project_state(local)
 
 
 def test_up_waits_for_the_engines_healthcheck_without_a_bind_mount(remote_project):
