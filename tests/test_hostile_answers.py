@@ -180,15 +180,15 @@ def check_project(root: Path, answers: dict, reference: dict, scratch: Path) -> 
     assert compose["services"]["lab"]["image"] == f"{answers['project_slug']}:latest"
     assert instructions((root / "Dockerfile").read_text()) == reference["dockerfile"]
     settings_ = yaml.safe_load((root / "invoke.yaml").read_text())["labdock"]
-    assert (settings_["project"], settings_["image"]) == (answers["project_slug"],) * 2
+    assert "project" not in settings_ and "image" not in settings_  # read from pyproject.toml
+    assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"] == answers["project_slug"]
     assert (settings_["cpus"], settings_["memory"]) == (answers["cpu_limit"], answers["memory_limit"])
     assert settings_["registry"] == answers["registry"]
     assert settings_["port"] == int(answers["jupyter_port"])
     if answers["tensorboard"]:
         assert settings_["tensorboard_port"] == int(answers["tensorboard_port"])
     workflow = yaml.safe_load((root / ".github" / "workflows" / "ci.yml").read_text())
-    built = next(step for step in workflow["jobs"]["image"]["steps"] if "build-push" in step.get("uses", ""))
-    assert built["with"]["tags"] == f"{answers['project_slug']}:latest"
+    assert "invoke build" in [step.get("run") for step in workflow["jobs"]["image"]["steps"]]
     assert jsonc(root / ".devcontainer" / "devcontainer.json")["name"] == answers["project_name"]
     notebook = json.loads(next((root / "notebooks").glob("*.ipynb")).read_text())
     assert notebook["cells"][0]["source"][0] == f"# {answers['project_name']}\n"
