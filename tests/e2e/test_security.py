@@ -315,6 +315,24 @@ def test_saves_and_settings_survive_recreation(project, server):
     assert lost == 0
 
 
+def test_kernels_talk_over_ipc_and_the_log_has_no_warning(project, server):
+    kernel = api(server, "POST", "/api/kernels", json={"name": "python3"}).json()
+    try:
+        cid = container(project)
+        deadline = time.monotonic() + 60
+        listing = ""
+        while time.monotonic() < deadline and "-ipc-" not in listing:
+            listing = docker("exec", cid, "sh", "-c", "ls ~/.local/share/jupyter/runtime").stdout
+            time.sleep(0.5)
+        assert "-ipc-" in listing  # the kernel's sockets are files, not TCP ports
+        logs = docker("logs", cid).stdout + docker("logs", cid).stderr
+        warnings = [line for line in logs.splitlines() if "WARNING" in line or "[W " in line]
+        record("security", "warning lines in the server log", str(len(warnings)))
+        assert warnings == []
+    finally:
+        api(server, "DELETE", f"/api/kernels/{kernel['id']}")
+
+
 def test_token_is_printed_only_by_up_and_url(project, server):
     for args in (["lock"], ["logs", "--tail", "50"], ["doctor"], ["down"]):
         result = project.invoke(*args, check=args[0] != "doctor")
