@@ -88,7 +88,9 @@ def cpu_limit(cpus: str) -> float | None:
     if not text or text in ("0", "0.0"):
         return None
     if not _CPUS.fullmatch(text):
-        raise ValueError(f"cpus must be empty (no limit) or a number of CPUs such as 4 or 1.5 (got '{cpus}').")
+        raise ValueError(
+            f"cpus must be empty (no limit) or a number of CPUs such as 4 or 1.5 (got '{cpus}')."
+        )
     return float(text)
 
 
@@ -138,9 +140,13 @@ def hub_environment(
     bind address other than loopback, here and again in the hub itself.
     """
     if not _PREFIX.fullmatch(prefix):
-        raise ValueError(f"The hub's resource prefix must be lowercase letters, digits, '-', '_' (got '{prefix}').")
+        raise ValueError(
+            f"The hub's resource prefix must be lowercase letters, digits, '-', '_' (got '{prefix}')."
+        )
     if auth not in AUTHENTICATORS:
-        raise ValueError(f"The hub's authenticator must be one of {', '.join(AUTHENTICATORS)} (got '{auth}').")
+        raise ValueError(
+            f"The hub's authenticator must be one of {', '.join(AUTHENTICATORS)} (got '{auth}')."
+        )
     if auth == "shared-password":
         if not is_loopback(bind):
             raise ValueError(
@@ -153,7 +159,8 @@ def hub_environment(
         raise ValueError(f"The hub's port must be from 1 to 65535 (got {port}).")
     if int(cull_timeout) <= 0 or int(cull_every) < 0:
         raise ValueError(
-            f"The idle culler's timeout must be a positive number of seconds (got {cull_timeout}, every {cull_every})."
+            "The idle culler's timeout and interval must be positive numbers of seconds "
+            f"(got timeout {cull_timeout}, every {cull_every})."
         )
     names = [name.strip() for name in admins if name.strip()]
     if any("," in name for name in names):
@@ -196,7 +203,15 @@ def hub_url(bind: str, port: int) -> str:
 
 def compose_command(prefix: str, *args: str, compose_file: str = COMPOSE_FILE) -> list[str]:
     """`docker compose` on the hub's compose file, under the checkout's own project name."""
-    return ["docker", "compose", "-f", compose_file, "--project-name", resource_names(prefix)["project"], *args]
+    return [
+        "docker",
+        "compose",
+        "-f",
+        compose_file,
+        "--project-name",
+        resource_names(prefix)["project"],
+        *args,
+    ]
 
 
 def down_command(prefix: str, volumes: bool = False, compose_file: str = COMPOSE_FILE) -> list[str]:
@@ -302,7 +317,9 @@ def z2jh_values(
     if not re.fullmatch(r"[0-9]+(?:[.][0-9]+)?(?:[KMGTPE]i?)?", storage):
         raise ValueError(f"storage must be a Kubernetes size such as 10Gi (got '{storage}').")
     if int(cull_timeout) <= 0:
-        raise ValueError(f"The idle culler's timeout must be a positive number of seconds (got {cull_timeout}).")
+        raise ValueError(
+            f"The idle culler's timeout must be a positive number of seconds (got {cull_timeout})."
+        )
     singleuser: dict = {
         "image": {"name": f"{registry}/{slug}", "tag": str(version), "pullPolicy": "IfNotPresent"},
         "cmd": "jupyterhub-singleuser",
