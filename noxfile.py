@@ -55,7 +55,13 @@ def lint(session: nox.Session) -> None:
 def render(session: nox.Session) -> None:
     """Render the answer matrix and check every output with the real tools."""
     install(session, "render")
-    tests = ["tests/test_render.py", "tests/test_answers.py", "tests/test_update.py", "tests/test_repo.py"]
+    tests = [
+        "tests/test_render.py",
+        "tests/test_answers.py",
+        "tests/test_update.py",
+        "tests/test_repo.py",
+        "tests/test_z2jh.py",
+    ]
     session.run("pytest", *(session.posargs or tests))
 
 
@@ -63,7 +69,7 @@ def render(session: nox.Session) -> None:
 def tasks(session: nox.Session) -> None:
     """Unit tests of the generated tasks.py (no Docker)."""
     install(session, "render")
-    session.run("pytest", *(session.posargs or ["tests/test_tasks.py"]))
+    session.run("pytest", *(session.posargs or ["tests/test_tasks.py", "tests/tasks"]))
 
 
 @nox.session
