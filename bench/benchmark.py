@@ -414,6 +414,8 @@ class Bench:
             "python": self.args.python,
             "runs": self.args.runs,
             "minutes": round((time.monotonic() - started) / 60, 1),
+            "command": "nox -s bench" + (" -- --only-hub" if self.args.only_hub else ""),
+            "raw": self.args.out.with_suffix(".json").name,
             "figures": rows,
             "targets": self.targets(rows),
         }
@@ -424,7 +426,7 @@ def markdown(result: dict) -> str:
         f"# labdock vs the common Poetry recipe: stack {result['stack']}, Python {result['python']}",
         "",
         f"{result['date']}; {result['machine']}; labdock {result['labdock']}; median of {result['runs']} "
-        f"runs ({result['minutes']} min). Command: `nox -s bench`. Raw runs: results.json.",
+        f"runs ({result['minutes']} min). Command: `{result['command']}`. Raw runs: {result['raw']}.",
         "",
         "| figure | labdock | baseline | labdock / baseline |",
         "|---|---|---|---|",
