@@ -428,6 +428,20 @@ def test_the_idle_culler_stops_an_idle_server(hub):
     assert docker("container", "inspect", container, check=False).returncode != 0
 
 
+def test_the_gpu_choice_reaches_the_engine(hub):
+    """No GPU here: with gpus 0,1 the hub asks the engine for exactly those NVIDIA devices, and an
+    engine without the NVIDIA runtime refuses the container (what a GPU server would grant)."""
+    hub.start(gpus="0,1")
+    dave = HubUser(hub, "dave")
+    response = dave.api("POST", "/users/dave/server")
+    deadline = time.monotonic() + 60
+    while response.status_code == 202 and dave.servers() and time.monotonic() < deadline:
+        time.sleep(0.5)  # a slow spawn finishes (or fails) in the background
+    logs = hub.compose("logs", "hub").stdout
+    assert 'could not select device driver "nvidia"' in logs, logs[-3000:]
+    assert not dave.servers()
+
+
 # ----------------------------------------------------------------------------- authentication
 
 
