@@ -12,14 +12,19 @@ Each run, for both: cold build (`docker builder prune -af` first: the base image
 size, rebuild after editing src/ and notebooks/, rebuild after adding a dependency (tqdm; the lock
 is updated untimed), start-up to healthy (and a bare JupyterLab start in the same image), and what a
 user feels: from "add a package" (tabulate) until it imports in the running JupyterLab. labdock
-alone: `copier copy` and `invoke --list` times. Medians over the runs go to bench/results.md and
-bench/results.json. It prunes the engine's build cache: run it on an engine nothing else uses.
+alone: `copier copy` and `invoke --list` times, and the team hub (after the runs): a JupyterHub
+spawn until the user's server answers through the hub, beside a bare `docker run` of the same
+singleuser image. Medians over the runs go to bench/results.md and bench/results.json. It prunes
+the engine's build cache: run it on an engine nothing else uses.
+
+    python bench/benchmark.py --only-hub   # just the hub figures, into bench/results-hub.*
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -35,7 +40,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SLUG = "bench"  # from project_name "Bench"; also the image name
 BASELINE = "bench-baseline:latest"
-PORT, BASELINE_PORT, BARE_PORT = 18801, 18802, 18803
+PORT, BASELINE_PORT, BARE_PORT, HUB_PORT = 18801, 18802, 18803, 18804
+HUB_PASSWORD = "benchmark-hub-password"
 TOKEN = "benchmark-token"
 INVOKE = [sys.executable, "-m", "invoke"]
 # Official python:X-slim images have pip: this does nothing there. Debian-built stand-ins for them
@@ -132,11 +138,14 @@ def wait_for_import(container: str, module: str, timeout: float = 120) -> None:
         time.sleep(0.1)
 
 
-def start_container(image: str, name: str, port: int, workdir: Path | None = None) -> None:
+def start_container(
+    image: str, name: str, port: int, workdir: Path | None = None, command: list[str] | None = None
+) -> None:
     sh("docker", "rm", "-f", name, check=False)
     mount = ["-v", f"{workdir}:/app"] if workdir else []
+    server = [*command, "--ip=0.0.0.0", "--port=8888", "--no-browser"] if command else []
     sh("docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8888", "-e", f"JUPYTER_TOKEN={TOKEN}",
-       *mount, image)  # fmt: skip
+       *mount, image, *server)  # fmt: skip
     wait_for_api(port)
 
 
@@ -264,6 +273,95 @@ class Bench:
         self.invoke("down")
         sh("docker", "rm", "-f", "bench-baseline")
 
+    def hub_spawns(self) -> None:
+        """The team hub: spawn until a user's server answers through the hub, against a bare start.
+
+        Built and started with the project's own labdock/hub.py command lines (the test login on
+        loopback). Each run spawns a new user (a new, empty volume: the slower first start) and then
+        restarts a returning one; the bare start is `docker run` of the same singleuser image with
+        `jupyter lab`, until /api answers."""
+        import requests  # the e2e group's; only this part logs in over HTTP
+
+        spec = importlib.util.spec_from_file_location("bench_hub", self.project / "labdock" / "hub.py")
+        hub = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(hub)
+        index = {
+            "pypi_mirror": os.environ.get("INVOKE_LABDOCK_PYPI_MIRROR", ""),
+            "ca_bundle": os.environ.get("INVOKE_LABDOCK_CA_BUNDLE", ""),
+        }
+        image, hub_image, prefix = f"{SLUG}:singleuser", f"{SLUG}-hub:bench", f"{SLUG}-hubbench"
+        build = hub.singleuser_build_command(
+            project_dir=".", tag=image, python_version=self.args.python, **index
+        )
+        timed("singleuser image build", lambda: sh(*build, cwd=self.project))
+        build = hub.hub_build_command(hub_dir="hub", tag=hub_image, **index)
+        timed("hub image build", lambda: sh(*build, cwd=self.project))
+        env = hub.hub_environment(
+            prefix=prefix,
+            image=image,
+            hub_image=hub_image,
+            port=HUB_PORT,
+            auth="shared-password",
+            shared_password=HUB_PASSWORD,
+            docker_host=os.environ.get("DOCKER_HOST", ""),
+        )
+        base = f"http://127.0.0.1:{HUB_PORT}"
+
+        def user_token(name: str) -> str:
+            session = requests.Session()
+            session.get(f"{base}/hub/login", timeout=10)
+            form = {"username": name, "password": HUB_PASSWORD, "_xsrf": session.cookies.get("_xsrf")}
+            session.post(f"{base}/hub/login", data=form, allow_redirects=False, timeout=10).raise_for_status()
+            xsrf = {"X-XSRFToken": session.cookies.get("_xsrf")}
+            created = session.post(f"{base}/hub/api/users/{name}/tokens", headers=xsrf, json={}, timeout=10)
+            created.raise_for_status()
+            return created.json()["token"]
+
+        def spawn(name: str, token: str) -> None:
+            auth = {"Authorization": f"token {token}"}
+            requests.post(f"{base}/hub/api/users/{name}/server", headers=auth, timeout=120).raise_for_status()
+            deadline = time.monotonic() + 120
+            while requests.get(f"{base}/user/{name}/api", headers=auth, timeout=10).status_code != 200:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{name}'s server did not answer through the hub within 120 s")
+                time.sleep(0.05)
+
+        def stop(name: str, token: str) -> None:
+            auth = {"Authorization": f"token {token}"}
+            requests.delete(f"{base}/hub/api/users/{name}/server", headers=auth, timeout=120)
+            deadline = time.monotonic() + 60
+            while requests.get(f"{base}/hub/api/users/{name}", headers=auth, timeout=10).json()["servers"]:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{name}'s server did not stop within 60 s")
+                time.sleep(0.2)
+
+        up = [*hub.compose_command(prefix, *hub.UP, compose_file="hub/compose.yaml")]
+        down = hub.down_command(prefix, volumes=True)
+        try:
+            sh(*up, cwd=self.project, env=env)
+            for run in range(self.args.runs):
+                bare = timed(
+                    "bare start of the singleuser image",
+                    lambda: start_container(image, "bench-bare", BARE_PORT, command=["jupyter", "lab"]),
+                )
+                sh("docker", "rm", "-f", "bench-bare")
+                self.record("bare start of the singleuser image", "labdock", bare)
+                name = f"user{run}"
+                token = user_token(name)
+                first = timed(f"hub spawn of {name} (new volume)", lambda n=name, k=token: spawn(n, k))
+                self.record("hub spawn until the user's server is ready", "labdock", first)
+                stop(name, token)
+                again = timed(f"hub spawn of {name} (returning)", lambda n=name, k=token: spawn(n, k))
+                self.record("hub spawn, returning user", "labdock", again)
+                stop(name, token)
+        finally:
+            sh(*down, cwd=self.project, env=env, check=False)
+            volumes = sh(*hub.user_volumes_command(prefix), check=False).stdout.split()
+            if volumes:
+                sh("docker", "volume", "rm", "-f", *volumes, check=False)
+            sh("docker", "rm", "-f", "bench-bare", check=False)
+            sh("docker", "image", "rm", image, hub_image, check=False)
+
     def targets(self, rows: list[dict]) -> list[dict]:
         """The issue's targets, each as labdock / reference with the limit it must stay under."""
         by_name = {row["figure"]: row for row in rows}
@@ -274,12 +372,21 @@ class Bench:
             ("`up` to healthy, against a bare start", "up to healthy", "bare", 2.0),
             ("add a package until it imports", "add a package until it imports in the running JupyterLab",
              "baseline", 0.2),
+            ("hub spawn, against a bare start", "hub spawn until the user's server is ready",
+             "bare singleuser", 2.0),
         ]  # fmt: skip
-        bare = by_name["bare JupyterLab start (same image)"]["labdock"]
         result = []
         for name, figure, against, limit in checks:
+            if figure not in by_name:  # a partial run (--only-hub)
+                continue
             row = by_name[figure]
-            ratio = round(row["labdock"] / (bare if against == "bare" else row["baseline"]), 2)
+            reference = {
+                "bare": "bare JupyterLab start (same image)",
+                "bare singleuser": "bare start of the singleuser image",
+            }.get(against)
+            ratio = round(
+                row["labdock"] / (by_name[reference]["labdock"] if reference else row["baseline"]), 2
+            )
             result.append({"target": name, "ratio": ratio, "at most": limit, "met": ratio <= limit})
         return result
 
@@ -307,6 +414,8 @@ class Bench:
             "python": self.args.python,
             "runs": self.args.runs,
             "minutes": round((time.monotonic() - started) / 60, 1),
+            "command": "nox -s bench" + (" -- --only-hub" if self.args.only_hub else ""),
+            "raw": self.args.out.with_suffix(".json").name,
             "figures": rows,
             "targets": self.targets(rows),
         }
@@ -317,7 +426,7 @@ def markdown(result: dict) -> str:
         f"# labdock vs the common Poetry recipe: stack {result['stack']}, Python {result['python']}",
         "",
         f"{result['date']}; {result['machine']}; labdock {result['labdock']}; median of {result['runs']} "
-        f"runs ({result['minutes']} min). Command: `nox -s bench`. Raw runs: results.json.",
+        f"runs ({result['minutes']} min). Command: `{result['command']}`. Raw runs: {result['raw']}.",
         "",
         "| figure | labdock | baseline | labdock / baseline |",
         "|---|---|---|---|",
@@ -346,6 +455,11 @@ def markdown(result: dict) -> str:
         "rebuild, restart the container; both until `import tabulate` works in the server's container.",
         '- "bare JupyterLab start": `docker run` of labdock\'s image until /api answers, no compose, '
         "no invoke: the floor for `invoke up`.",
+        '- "hub spawn": the team hub (hub/compose.yaml, the test login on loopback) started once; per run '
+        "a new user logs in and their server is spawned through the hub's REST API until /user/<name>/api "
+        "answers through the hub's proxy (a new, empty home volume), then stopped and spawned again "
+        '("returning user"). "bare start of the singleuser image": `docker run` of the same image with '
+        "`jupyter lab`, until /api answers.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -355,16 +469,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--stack", default="scipy", choices=["minimal", "scipy", "pytorch"])
     parser.add_argument("--python", default="3.13")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results (bench/results-hub)")
+    parser.add_argument(
+        "--only-hub", action="store_true", help="only the team hub's spawn against a bare start"
+    )
     args = parser.parse_args()
+    args.out = args.out or REPO / "bench" / ("results-hub" if args.only_hub else "results")
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="labdock-bench-"))
     bench = Bench(args, tmp)
     try:
         bench.prepare()
-        for run in range(args.runs):
+        for run in range(0 if args.only_hub else args.runs):
             print(f"run {run + 1} of {args.runs}", flush=True)
             bench.run_once()
+        bench.hub_spawns()
         result = bench.report(started)
         args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
         args.out.with_suffix(".md").write_text(markdown(result))

@@ -76,7 +76,7 @@ EXTRAS = [
 ]
 MATRIX = matrix()
 STACK_PACKAGES = {
-    "minimal": {"jupyterlab", "ipykernel", "ipywidgets"},
+    "minimal": {"jupyterlab", "ipykernel", "ipywidgets", "jupyterhub"},
     "scipy": {"numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "seaborn"},
     "pytorch": {"torch", "torchvision"},
 }
@@ -132,8 +132,9 @@ def test_system_package_lists_reach_the_build(project):
     )
     assert {path.name for path in root.glob("*packages.txt")} == listed
     allowed = {line[1:] for line in (root / ".dockerignore").read_text().splitlines() if line.startswith("!")}
-    # The build context holds the lists, the dependency files and the build helpers: nothing else.
-    assert allowed == {"pyproject.toml", "poetry.lock", "docker/"} | {
+    # The build context holds the lists, the dependency files and the build helpers, and src/ and
+    # notebooks/ for the singleuser target (a hub's image): nothing else.
+    assert allowed == {"pyproject.toml", "poetry.lock", "docker/", "src/", "notebooks/"} | {
         f"{kind}-packages.txt" for kind in ("apt", "apt-build", "r")
     }
     if answers.get("r_kernel"):

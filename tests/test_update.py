@@ -365,13 +365,13 @@ def test_a_file_the_template_drops_is_deleted_even_if_the_user_edited_it(templat
     )
     project = new_project(template, tmp_path / "project")
     with (project / ".dockerignore").open("a") as dockerignore:
-        dockerignore.write("!notebooks/\n")
-    commit_all(project, "notebooks in the build context")
+        dockerignore.write("!data/\n")  # the user's own line (the template ships none like it)
+    commit_all(project, "data in the build context")
     update(project, ref="0.3.0")
     assert not (project / ".dockerignore").exists()
     assert git(project, "status", "--porcelain", "--", ".dockerignore").startswith(" D")
     git(project, "checkout", "HEAD", "--", ".dockerignore")  # how the user gets it back
-    assert "!notebooks/" in (project / ".dockerignore").read_text()
+    assert "!data/" in (project / ".dockerignore").read_text()
 
 
 # ---------------------------------------------------------------- 5. answers flipped
@@ -399,6 +399,7 @@ def test_flipping_answers_adds_and_removes_files_and_dependencies(template_repo,
         "jupyterlab",
         "ipykernel",
         "ipywidgets",
+        "jupyterhub",
     }
     assert answers(project)["stack"] == "minimal"
 
