@@ -3,16 +3,18 @@
 Helm merges user values over the chart's defaults (maps merged key by key, lists and scalars
 replaced, null deleting a key) and refuses the result if it breaks values.schema.json. The chart's
 schema and defaults are fixtures (../shared/fixtures/z2jh, see its README); the values come from
-the rendered project's labdock/hub.py with the project's settings, as `invoke helm-values` will
-produce them. No cluster or Helm binary is involved: what the schema cannot see is not checked here.
+`invoke helm`, run in the rendered project as a user would (it needs no engine). No cluster or
+Helm binary is involved: what the schema cannot see is not checked here.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
+import os
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
@@ -21,6 +23,7 @@ import pytest
 import yaml
 
 from tests.rendering import render
+from tests.tasks.helpers import labdock
 from tests.test_render import run_in, tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,10 +53,22 @@ def project(request, tmp_path_factory) -> tuple[Path, dict]:
 
 
 def hub_module(root: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"hub_{root.parent.name}", root / "labdock" / "hub.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """labdock/hub.py as shipped (projects get template/labdock/ verbatim)."""
+    assert (root / "labdock" / "hub.py").read_bytes() == (
+        REPO / "template" / "labdock" / "hub.py"
+    ).read_bytes()
+    return labdock.hub
+
+
+def invoke_helm(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("INVOKE_LABDOCK_")}
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "helm", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+    )
 
 
 def helm_merge(defaults: dict, overrides: dict) -> dict:
@@ -75,21 +90,14 @@ def validate(values: dict, chart: tuple[dict, dict]) -> None:
     validator.validate(helm_merge(defaults, values))
 
 
-def values_for(root: Path, settings: dict, **overrides) -> dict:
-    """The values `invoke helm-values` will write: the project's settings, a version, written as
-    YAML by hub.py and read back as Helm reads the file."""
-    hub = hub_module(root)
-    arguments = {
-        "slug": settings["image"],
-        "registry": settings["registry"],
-        "version": "0.1.0",
-        "gpu": settings["gpu"],
-        "cpus": settings["cpus"],
-        "memory": settings["memory"],
-        **overrides,
-    }
-    text = hub.to_yaml(hub.z2jh_values(**arguments), header="Zero to JupyterHub values")
-    return yaml.safe_load(text)
+def values_for(root: Path, registry: str = "") -> dict:
+    """The values `invoke helm --tag v0.1.0` writes in the project, read back as Helm reads them."""
+    env = {"INVOKE_LABDOCK_REGISTRY": registry} if registry else {}
+    result = invoke_helm(root, "--tag", "v0.1.0", **env)
+    if result.returncode:
+        raise ValueError(result.stderr.strip())
+    assert "helm upgrade --install" in result.stdout
+    return yaml.safe_load((root / "kubernetes" / "z2jh-values.yaml").read_text())
 
 
 def test_the_merge_follows_helm():
@@ -104,11 +112,12 @@ def test_chart_defaults_pass_their_own_schema(chart):
 def test_values_pass_the_charts_schema(project, chart):
     root, settings = project
     registry = settings["registry"] or "ghcr.io/example"  # default answers: given at run time
-    values = values_for(root, settings, registry=registry)
+    values = values_for(root, registry=registry)
+    slug = tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"]
     validate(values, chart)
     singleuser = values["singleuser"]
     assert singleuser["image"] == {
-        "name": f"{registry}/{settings['image']}",
+        "name": f"{registry}/{slug}",
         "tag": "0.1.0",
         "pullPolicy": "IfNotPresent",
     }
@@ -128,7 +137,7 @@ def test_default_answers_need_a_registry(tmp_path):
     settings = yaml.safe_load((root / "invoke.yaml").read_text())["labdock"]
     assert settings["registry"] == ""
     with pytest.raises(ValueError, match=r"set labdock\.registry"):
-        values_for(root, settings)
+        values_for(root)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +151,7 @@ def test_default_answers_need_a_registry(tmp_path):
 )
 def test_a_wrong_value_fails_the_schema(chart, tmp_path, path, wrong):
     root = render(tmp_path / "p", registry="ghcr.io/acme", cpu_limit="2")
-    values = values_for(root, yaml.safe_load((root / "invoke.yaml").read_text())["labdock"])
+    values = values_for(root)
     validate(values, chart)  # right as generated
     *parents, last = path
     node = values
@@ -163,11 +172,12 @@ def test_hub_dockerfile_passes_hadolint(project):
 
 
 def test_hub_compose_names_everything_after_the_prefix(project):
-    root, settings = project
+    root, _ = project
     hub = hub_module(root)
-    prefix = f"{settings['image']}-0f3a9c"
+    slug = tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"]
+    prefix = f"{slug}-0f3a9c"
     env = hub.hub_environment(
-        prefix=prefix, image=f"{settings['image']}:singleuser", hub_image="hub:latest", cpus="2", memory="4g"
+        prefix=prefix, image=f"{slug}:singleuser", hub_image="hub:latest", cpus="2", memory="4g"
     )
     command = [tool("docker-compose"), *hub.compose_command(prefix, "config", "--format", "json")[2:]]
     result = subprocess.run(

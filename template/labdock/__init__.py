@@ -18,6 +18,8 @@
   release.py       push: versions, tags, the registry (CI publishes with it too)
   update.py        update: the template's new versions
   doctor.py        doctor: is this machine ready?
+  hub.py           hub: the team's JupyterHub on this engine (hub/)
+  kubernetes.py    helm: Zero to JupyterHub values and the helm command
 
 Tasks never call each other: they share the plain functions of these modules.
 """
@@ -31,7 +33,9 @@ from . import (
     dependencies,
     doctor,
     guard,
+    hub,
     image,
+    kubernetes,
     notebooks,
     project,
     release,
@@ -63,6 +67,8 @@ def namespace() -> Collection:
         update.update,
         doctor.doctor,
         server.prepare,
+        hub.hub,
+        kubernetes.helm,
     )
     for name in ns.task_names:
         guard.one_line_errors(ns[name])

@@ -1,35 +1,40 @@
-"""The team hub: JupyterHub on one Docker host (hub/), and Zero to JupyterHub values for Kubernetes.
+"""The team hub: JupyterHub on one Docker host (hub/), serving the project's image to every user.
 
-Pure functions only: settings in, command lines (argument lists), environments and Helm values out.
-Nothing here runs a command or reads a file, so tasks can wrap them and tests can check them alone.
-
-One machine: `hub_build_command` and `singleuser_build_command` build the two images,
-`hub_environment` turns the project's settings into the LABDOCK_HUB_* variables hub/compose.yaml
-reads, and `compose_command(prefix, *UP)` starts the hub. Kubernetes: `z2jh_values` gives the
-chart's values (`to_yaml` writes them), `helm_command` the `helm upgrade --install` line.
+`invoke hub` builds the singleuser image (image.py) and the hub's own image (hub/Dockerfile),
+then starts hub/compose.yaml with the LABDOCK_HUB_* variables computed here from the settings:
+JupyterHub with DockerSpawner, one container and one named volume per user, the limits and GPUs
+of the project, the idle culler. `invoke hub --down` stops it. Every engine resource is named
+after the checkout's compose project (`Project.compose_project`), so checkouts never share a hub.
+Kubernetes (Zero to JupyterHub) is kubernetes.py.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
+import os
 import re
-from collections.abc import Iterable, Mapping
+import sys
+import time
+from collections.abc import Iterable
+
+from invoke import Context, Exit, task
+
+from . import engine, image, network
+from .commands import run, since, warn
+from .guard import exclusive
+from .project import Project
+from .stages import docker_build
 
 HUB_DIR = "hub"  # relative to the project: Dockerfile, compose.yaml, jupyterhub_config.py
 COMPOSE_FILE = f"{HUB_DIR}/compose.yaml"
 UP = ("up", "--detach", "--wait")  # compose arguments that start the hub and wait until healthy
-HUB_PORT = 8000  # the default host port of the hub
 AUTHENTICATORS = ("native", "shared-password")  # shared-password: tests only, loopback only
+PASSWORD_VARIABLE = "LABDOCK_HUB_PASSWORD"  # the shared password, from the environment only
 # The single-user image's user: the chart's default UID, and the image's group.
 NB_UID, NB_GID = 1000, 1000
 HOME = "/home/jovyan"
 # Copies the image's starter notebooks into a new user's home once (DockerSpawner's post-start
 # command, the chart's postStart hook); hub/jupyterhub_config.py holds the same line.
 SEED_NOTEBOOKS = 'test -e "$HOME/notebooks" || cp -r /workspace/notebooks "$HOME/notebooks"'
-# Zero to JupyterHub: the chart release whose schema the values are checked against.
-Z2JH_REPO = "https://hub.jupyter.org/helm-chart/"
-Z2JH_CHART_VERSION = "4.4.0"
 
 _PREFIX = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _MEMORY = re.compile(r"([0-9]+(?:[.][0-9]+)?)([kmgKMG])")
@@ -39,11 +44,9 @@ _GPU_IDS = re.compile(r"[0-9]+(?:,[0-9]+)*")
 
 def is_loopback(bind: str) -> bool:
     """Whether a bind address reaches only this machine (127.0.0.0/8, ::1, localhost)."""
-    if bind == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(bind.strip("[]")).is_loopback
-    except ValueError:
+        return bind == "localhost" or network.is_loopback(bind.strip("[]"))
+    except ValueError:  # a host name
         return False
 
 
@@ -120,7 +123,7 @@ def hub_environment(
     prefix: str,
     image: str,
     hub_image: str,
-    port: int = HUB_PORT,
+    port: int = 8000,
     bind: str = "127.0.0.1",
     auth: str = "native",
     admins: Iterable[str] = (),
@@ -196,9 +199,7 @@ def bind_warning(bind: str, port: int) -> str:
 
 
 def hub_url(bind: str, port: int) -> str:
-    host = "127.0.0.1" if bind in ("0.0.0.0", "::", "[::]") else bind
-    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return f"http://{host}:{port}/"
+    return f"http://{network.url_host(bind.strip('[]'))}:{port}/"
 
 
 def compose_command(prefix: str, *args: str, compose_file: str = COMPOSE_FILE) -> list[str]:
@@ -231,207 +232,110 @@ def user_volumes_command(prefix: str) -> list[str]:
     return ["docker", "volume", "ls", "--quiet", "--filter", f"name=^{prefix}-user-"]
 
 
-def _index_flags(pypi_mirror: str, ca_bundle: str, apt_proxy: bool) -> list[str]:
-    flags = ["--build-arg", f"PYPI_MIRROR_URL={pypi_mirror}"] if pypi_mirror else []
-    if ca_bundle:
-        flags += ["--secret", f"id=ca_bundle,src={ca_bundle}"]
-    if apt_proxy:  # the caller puts the proxy URL in LABDOCK_APT_PROXY: a secret, never a build arg
-        flags += ["--secret", "id=apt_proxy,env=LABDOCK_APT_PROXY"]
-    return flags
+# ----------------------------------------------------------------------------- the task
 
 
-def singleuser_build_command(
-    *,
-    project_dir: str,
-    tag: str,
-    python_version: str,
-    pypi_mirror: str = "",
-    ca_bundle: str = "",
-    apt_proxy: bool = False,
-    labels: Mapping[str, str] | None = None,
-) -> list[str]:
-    """`docker build` of the Dockerfile's singleuser target (run with DOCKER_BUILDKIT=1).
-
-    The user is UID 1000 whoever builds it: the image is for a hub, not for the builder's files."""
-    label_flags = [flag for key, value in (labels or {}).items() for flag in ("--label", f"{key}={value}")]
-    return [
-        "docker",
-        "build",
-        "--target",
-        "singleuser",
-        "-t",
-        tag,
-        "--build-arg",
-        f"PYTHON_VERSION={python_version}",
-        "--build-arg",
-        f"NB_UID={NB_UID}",
-        "--build-arg",
-        f"NB_GID={NB_GID}",
-        *_index_flags(pypi_mirror, ca_bundle, apt_proxy),
-        *label_flags,
-        project_dir,
-    ]
+def cull_every(timeout: int) -> int:
+    """How often the culler looks: often enough for short test timeouts, once a minute otherwise."""
+    return max(1, min(60, timeout // 2))
 
 
-def hub_build_command(
-    *,
-    hub_dir: str,
-    tag: str,
-    pypi_mirror: str = "",
-    ca_bundle: str = "",
-    apt_proxy: bool = False,
-    npm_registry: str = "",
-) -> list[str]:
-    """`docker build` of the hub image from hub/ (run with DOCKER_BUILDKIT=1)."""
-    npm = ["--build-arg", f"NPM_REGISTRY_URL={npm_registry}"] if npm_registry else []
-    return ["docker", "build", "-t", tag, *_index_flags(pypi_mirror, ca_bundle, apt_proxy), *npm, hub_dir]
-
-
-# ----------------------------------------------------------------------------- Kubernetes
-
-
-def z2jh_values(
-    *,
-    slug: str,
-    registry: str,
-    version: str,
-    gpu: str = "none",
-    cpus: str = "",
-    memory: str = "",
-    storage: str = "10Gi",
-    cull_timeout: int = 3600,
-    admins: Iterable[str] = (),
-) -> dict:
-    """Helm values for the Zero to JupyterHub chart: the pushed image (`invoke push`'s
-    <registry>/<slug>:<version>) as every user's server, a volume per user, the limits, a GPU
-    profile when the project has gpu: nvidia, the idle culler and NativeAuthenticator."""
-    if not registry:
-        raise ValueError(
-            "A cluster pulls the image from a registry: set labdock.registry (e.g. ghcr.io/acme) "
-            "and `invoke push` first."
+def environment(p: Project, singleuser: str, hub_image: str) -> dict[str, str]:
+    s = p.settings
+    password = os.environ.get(PASSWORD_VARIABLE, "")
+    if s.hub_auth == "shared-password" and not password:
+        raise Exit(
+            f"hub_auth: shared-password needs the password in {PASSWORD_VARIABLE} (8 characters or "
+            "more); it is for tests on this machine only."
         )
-    if not version:
-        raise ValueError("The image version is empty: tag or commit first, or pass the version to deploy.")
-    if gpu not in ("none", "nvidia"):
-        raise ValueError(f"gpu must be none or nvidia (got '{gpu}').")
-    if not re.fullmatch(r"[0-9]+(?:[.][0-9]+)?(?:[KMGTPE]i?)?", storage):
-        raise ValueError(f"storage must be a Kubernetes size such as 10Gi (got '{storage}').")
-    if int(cull_timeout) <= 0:
-        raise ValueError(
-            f"The idle culler's timeout must be a positive number of seconds (got {cull_timeout})."
+    try:
+        return hub_environment(
+            prefix=p.compose_project,
+            image=singleuser,
+            hub_image=hub_image,
+            port=s.hub_port,
+            bind=s.hub_bind,
+            auth=s.hub_auth,
+            admins=s.hub_admins.split(","),
+            shared_password=password,
+            cpus=s.cpus,
+            memory=s.memory,
+            gpus=s.gpus if s.gpu == "nvidia" else "none",
+            cull_timeout=int(s.hub_cull_timeout),
+            cull_every=cull_every(int(s.hub_cull_timeout)),
+            docker_host=os.environ.get("DOCKER_HOST", ""),
         )
-    singleuser: dict = {
-        "image": {"name": f"{registry}/{slug}", "tag": str(version), "pullPolicy": "IfNotPresent"},
-        "cmd": "jupyterhub-singleuser",
-        "defaultUrl": "/lab",
-        "uid": NB_UID,
-        "fsGid": NB_GID,
-        "storage": {"type": "dynamic", "capacity": storage, "homeMountPath": HOME},
-        "lifecycleHooks": {"postStart": {"exec": {"command": ["sh", "-c", SEED_NOTEBOOKS]}}},
+    except ValueError as error:
+        raise Exit(str(error)) from None
+
+
+def build_hub_image(p: Project) -> str:
+    """The hub's own image, from hub/ (pinned JupyterHub, proxy, spawner, authenticator, culler)."""
+    ref = f"{p.compose_project}-hub:latest"
+    started = time.monotonic()
+    docker_build(p, "", ref, context=p.root / HUB_DIR, failure="The hub image failed to build")
+    print(f"Built {ref} in {since(started)}.")
+    return ref
+
+
+def compose_hub(p: Project, env: dict[str, str], *args: str, **kwargs: object):
+    return run(
+        p.c,
+        *compose_command(p.compose_project, *args, compose_file=str(p.root / COMPOSE_FILE)),
+        env=env,
+        **kwargs,
+    )
+
+
+def remove_users(p: Project, volumes: bool) -> None:
+    """The users' servers (and, with volumes, their homes), which are not the compose project's."""
+    prefix = p.compose_project
+    containers = run(p.c, *user_containers_command(prefix), hide=True, warn=True).stdout.split()
+    if containers:
+        run(p.c, "docker", "rm", "--force", *containers, hide=True, warn=True)
+    if volumes:
+        names = run(p.c, *user_volumes_command(prefix), hide=True, warn=True).stdout.split()
+        names = [name for name in names if name.startswith(f"{prefix}-user-")]
+        if names:
+            run(p.c, "docker", "volume", "rm", "--force", *names, hide=True, warn=True)
+
+
+@task(
+    help={
+        "down": "Stop the hub and every user's server",
+        "volumes": "With --down: also delete the hub's database and every user's home",
+        "image": "Serve this image (e.g. the one `invoke push` published) instead of building the "
+        "singleuser target here",
     }
-    limit_cpus, limit_memory = cpu_limit(cpus), memory_limit(memory)
-    if limit_cpus is not None:
-        singleuser["cpu"] = {"limit": limit_cpus}
-    if limit_memory is not None:
-        singleuser["memory"] = {"limit": limit_memory}
-    if gpu == "nvidia":
-        singleuser["profileList"] = [
-            {
-                "display_name": "CPU only",
-                "description": "The project's image without a GPU.",
-                "default": True,
-            },
-            {
-                "display_name": "1 NVIDIA GPU",
-                "description": "The project's image with one GPU of its own.",
-                "kubespawner_override": {
-                    "extra_resource_limits": {"nvidia.com/gpu": "1"},
-                    # GPU nodes are usually tainted so that only GPU pods land there.
-                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                    "environment": {"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"},
-                },
-            },
-        ]
-    names = [name.strip() for name in admins if name.strip()]
-    return {
-        "hub": {
-            "config": {
-                # NativeAuthenticator (in the chart's hub image): users sign up, an admin approves.
-                "JupyterHub": {"authenticator_class": "native"},
-                "Authenticator": {"admin_users": names, "allow_all": True},
-            }
-        },
-        "singleuser": singleuser,
-        "cull": {"enabled": True, "timeout": int(cull_timeout), "every": max(60, int(cull_timeout) // 6)},
+)
+@exclusive
+def hub(c: Context, down: bool = False, volumes: bool = False, image_: str = "") -> None:
+    """Start the team's JupyterHub on this engine: every user gets the project's image (DockerSpawner)."""
+    p = Project.load(c)
+    engine.require_engine(p)
+    if volumes and not down:
+        raise Exit("--volumes deletes the hub's data and every user's home: give it with --down.")
+    # compose.yaml needs the variables to parse even to stop the hub: placeholders then.
+    placeholders = {
+        "LABDOCK_HUB_PREFIX": p.compose_project,
+        "LABDOCK_HUB_IMAGE": "-",
+        "LABDOCK_HUB_HUB_IMAGE": "-",
     }
-
-
-def helm_command(
-    *,
-    values_file: str,
-    release: str,
-    namespace: str,
-    chart_version: str = Z2JH_CHART_VERSION,
-) -> list[str]:
-    """`helm upgrade --install` of the Zero to JupyterHub chart with the generated values."""
-    return [
-        "helm",
-        "upgrade",
-        "--install",
-        "--cleanup-on-fail",
-        release,
-        "jupyterhub",
-        "--repo",
-        Z2JH_REPO,
-        "--version",
-        chart_version,
-        "--namespace",
-        namespace,
-        "--create-namespace",
-        "--values",
-        values_file,
-    ]
-
-
-def to_yaml(data: object, header: str = "") -> str:
-    """YAML for plain data (dicts, lists, strings, numbers, booleans, None): strings are written
-    JSON-quoted, which YAML reads back unchanged. header: comment lines put on top."""
-    lines = [f"# {line}".rstrip() for line in header.splitlines()]
-    lines += _yaml_lines(data, 0)
-    return "\n".join(lines) + "\n"
-
-
-def _yaml_scalar(value: object) -> str:
-    if isinstance(value, dict):
-        return "{}"
-    if isinstance(value, list):
-        return "[]"
-    return json.dumps(value)  # true/false/null, numbers, "strings"
-
-
-def _yaml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_./-]*", key) else json.dumps(key)
-
-
-def _yaml_lines(data: object, indent: int) -> list[str]:
-    pad = " " * indent
-    lines: list[str] = []
-    if isinstance(data, dict) and data:
-        for key, value in data.items():
-            if isinstance(value, dict | list) and value:
-                lines.append(f"{pad}{_yaml_key(str(key))}:")
-                lines += _yaml_lines(value, indent + 2)
-            else:
-                lines.append(f"{pad}{_yaml_key(str(key))}: {_yaml_scalar(value)}")
-    elif isinstance(data, list) and data:
-        for item in data:
-            nested = _yaml_lines(item, indent + 2)
-            if isinstance(item, dict | list) and item:
-                # the first line of the item shares the dash's line
-                lines.append(f"{pad}- {nested[0].lstrip()}")
-                lines += nested[1:]
-            else:
-                lines.append(f"{pad}- {_yaml_scalar(item)}")
-    else:
-        lines.append(f"{pad}{_yaml_scalar(data)}")
-    return lines
+    if down:
+        compose_hub(p, placeholders, "down", *(["--volumes"] if volumes else []), warn=True)
+        remove_users(p, volumes)
+        print("The hub is stopped" + (", its data and the users' homes deleted." if volumes else "."))
+        return
+    singleuser = image_ or image.build_singleuser(p)
+    env = environment(p, singleuser, build_hub_image(p))
+    started = time.monotonic()
+    result = compose_hub(p, env, *UP, warn=True, hide="stderr")
+    if not result.ok:
+        error = result.stderr.strip()
+        print(error, file=sys.stderr)
+        compose_hub(p, env, "logs", "--tail", "30", warn=True)
+        raise Exit("The hub did not become healthy (its log above): fix what it says, then `invoke hub`.")
+    s = p.settings
+    if warning := bind_warning(s.hub_bind, s.hub_port):
+        warn(warning.removeprefix("WARNING: "))
+    print(f"JupyterHub is up after {since(started)}: {hub_url(s.hub_bind, s.hub_port)}")

@@ -127,6 +127,21 @@ def build_image(p: Project, no_cache: bool = False, pull: bool = False) -> None:
     print(f"Built {p.image()} in {since(started)}.")
 
 
+def build_singleuser(p: Project) -> str:
+    """The image a JupyterHub serves (and `invoke push` publishes): the runtime environment with
+    the project's code and notebooks inside, for user 1000; returns its local tag."""
+    ref = p.image("singleuser")
+    started = time.monotonic()
+    if not p.lock_file.exists():
+        print("poetry.lock is missing: running `invoke lock` first.")
+        locking.lock(p)
+    label_flags = [item for key, value in labels(p).items() for item in ("--label", f"{key}={value}")]
+    ids = ["--build-arg", "NB_UID=1000", "--build-arg", "NB_GID=1000"]
+    docker_build(p, "singleuser", ref, *ids, *label_flags, failure="The singleuser image failed to build")
+    print(f"Built {ref} in {since(started)}.")
+    return ref
+
+
 def ensure_image(p: Project) -> None:
     """Build the image when it is missing or was built from other files (a failed build, an
     edited lock or Dockerfile, a `copier update`): a stale image is never used silently."""

@@ -86,17 +86,17 @@ def publish(p: Project, version: str) -> list[str]:
     """Push the image under every tag of `version`; returns the pushed references."""
     registry = require_registry(p)
     tags = image_tags(version)
-    revision = engine.image_label(p, p.image(), "org.opencontainers.image.revision")
-    if not engine.image_exists(p, p.image()) or revision != p.git("rev-parse", "HEAD"):
-        print("The image is missing or was built from another commit: building it first.")
-        image.build_image(p)
+    # What is published is the singleuser image: the environment with the code and notebooks
+    # inside, for user 1000, so a hub (or anyone) runs it without this folder. Built every time:
+    # BuildKit's cache makes an unchanged one instant, and a tag always names the code it holds.
+    local = image.build_singleuser(p)
     host = registry_host(registry)
     login(p, host)
     pushed = []
     for tag in tags:
         started = time.monotonic()
         remote = f"{registry}/{p.slug}:{tag}"
-        run(p.c, "docker", "tag", p.image(), remote, hide=True, warn=True)
+        run(p.c, "docker", "tag", local, remote, hide=True, warn=True)
         result = run(p.c, "docker", "push", remote, warn=True, hide="stderr")
         if not result.ok:
             error = result.stderr.strip()

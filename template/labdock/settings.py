@@ -69,6 +69,12 @@ class Settings:
     ca_bundle: str = ""  # a CA bundle (PEM) for networks that intercept TLS
     apt_proxy: str = ""  # an HTTP proxy for apt, e.g. http://apt-cache.example.com:3142
     build_cache: str = ""  # a BuildKit cache backend for the image's layers, e.g. type=gha in CI
+    hub_port: int = 8000  # the team hub (`invoke hub`)
+    hub_bind: str = "127.0.0.1"
+    hub_auth: str = "native"  # NativeAuthenticator; shared-password: tests on this machine only
+    hub_admins: str = ""  # user names, comma-separated: they approve sign-ups
+    hub_cull_timeout: float = 3600  # seconds before an idle user server is stopped
+    hub_storage: str = "10Gi"  # each user's volume on Kubernetes (`invoke helm`)
 
 
 NAMES = tuple(field.name for field in fields(Settings))
@@ -195,6 +201,20 @@ def as_cache(value: object) -> str:
     return text
 
 
+def as_names(value: object) -> str:
+    names = [name.strip() for name in as_text(value).split(",") if name.strip()]
+    if any(not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]*", name) for name in names):
+        raise ValueError("user names separated by commas (letters, digits, . _ @ -), e.g. ada,grace")
+    return ",".join(names)
+
+
+def as_k8s_size(value: object) -> str:
+    text = as_text(value)
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?([KMGTPE]i?)?", text):
+        raise ValueError("a Kubernetes size such as 10Gi or 500Mi")
+    return text
+
+
 PARSERS: dict[str, Callable[[object], object]] = {
     "port": as_port,
     "bind": as_bind,
@@ -211,6 +231,12 @@ PARSERS: dict[str, Callable[[object], object]] = {
     "ca_bundle": as_file,
     "apt_proxy": as_apt_proxy,
     "build_cache": as_cache,
+    "hub_port": as_port,
+    "hub_bind": as_bind,
+    "hub_auth": as_choice("native", "shared-password"),
+    "hub_admins": as_names,
+    "hub_cull_timeout": as_seconds,
+    "hub_storage": as_k8s_size,
 }
 
 

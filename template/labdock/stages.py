@@ -3,6 +3,8 @@ CA bundle, an apt proxy): the image (image.py) and the builder stage Poetry runs
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from invoke import Exit
 
 from .commands import run
@@ -43,8 +45,17 @@ def failure_hint(what: str) -> str:
     )
 
 
-def docker_build(p: Project, target: str, ref: str, *flags: str, failure: str, quiet: bool = False) -> None:
-    """Build one stage of the Dockerfile with the project's package-index settings."""
+def docker_build(
+    p: Project,
+    target: str,
+    ref: str,
+    *flags: str,
+    failure: str,
+    quiet: bool = False,
+    context: Path | None = None,
+) -> None:
+    """Build one stage of the project's Dockerfile (or the Dockerfile in `context`, e.g. hub/)
+    with the project's package-index settings."""
     index_flags, _ = index_args(p)
     apt_proxy = p.settings.apt_proxy
     # A secret, not a build arg: build args are recorded in the image's history.
@@ -56,15 +67,14 @@ def docker_build(p: Project, target: str, ref: str, *flags: str, failure: str, q
         p.c,
         "docker",
         "build",
-        "--target",
-        target,
+        *(["--target", target] if target else []),
         "-t",
         ref,
         *index_flags,
         *apt_flags,
         *load,
         *flags,
-        p.root,
+        context or p.root,
         env={"DOCKER_BUILDKIT": "1", **index_env(p)},
         warn=True,
         hide=quiet,

@@ -1,37 +1,28 @@
-"""Unit tests of template/labdock/hub.py: settings in, commands, environments and Helm values out.
-
-The module is imported by its file path, as it is shipped (it is plain Python, not a template).
-"""
+"""Unit tests of template/labdock/hub.py and kubernetes.py: settings in, commands, environments
+and Helm values out; the `hub` and `helm` tasks with MockContext."""
 
 from __future__ import annotations
-
-import ast
-import importlib.util
-import itertools
-from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-SOURCE = REPO / "template" / "labdock" / "hub.py"
+from tests.rendering import REPO
+from tests.tasks.helpers import (
+    args_of,
+    call_of,
+    commands,
+    exit_of,
+    labdock,
+    matching,
+    ok,
+    pairs,
+    write_lock,
+)
 
-spec = importlib.util.spec_from_file_location("labdock_hub", SOURCE)
-hub = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(hub)
+hub = labdock.hub
+kubernetes = labdock.kubernetes
 
 BASE = {"prefix": "acme-ab12cd", "image": "acme:singleuser", "hub_image": "acme-hub:latest"}
-
-
-def test_the_module_stands_alone():
-    """Pure functions for the tasks to wrap: no Invoke, no other labdock module, no subprocess."""
-    imported = set()
-    for node in ast.walk(ast.parse(SOURCE.read_text())):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add((node.module or "").split(".")[0] if node.level == 0 else ".")
-    assert imported <= {"__future__", "ipaddress", "json", "re", "collections"}, imported
 
 
 @pytest.mark.parametrize(
@@ -229,43 +220,6 @@ def test_compose_commands():
     assert hub.user_volumes_command("acme-ab12cd")[-1] == "name=^acme-ab12cd-user-"
 
 
-def test_singleuser_build_command():
-    command = hub.singleuser_build_command(
-        project_dir="/p",
-        tag="acme:singleuser",
-        python_version="3.12",
-        pypi_mirror="https://mirror/simple/",
-        ca_bundle="/etc/ca.pem",
-        apt_proxy=True,
-        labels={"org.opencontainers.image.revision": "abc"},
-    )
-    assert command[:6] == ["docker", "build", "--target", "singleuser", "-t", "acme:singleuser"]
-    pairs = list(itertools.pairwise(command))
-    for pair in [
-        ("--build-arg", "PYTHON_VERSION=3.12"),
-        ("--build-arg", "NB_UID=1000"),
-        ("--build-arg", "NB_GID=1000"),
-        ("--build-arg", "PYPI_MIRROR_URL=https://mirror/simple/"),
-        ("--secret", "id=ca_bundle,src=/etc/ca.pem"),
-        ("--secret", "id=apt_proxy,env=LABDOCK_APT_PROXY"),
-        ("--label", "org.opencontainers.image.revision=abc"),
-    ]:
-        assert pair in pairs
-    assert command[-1] == "/p"
-    plain = hub.singleuser_build_command(project_dir=".", tag="t", python_version="3.13")
-    assert "--secret" not in plain and not any("PYPI_MIRROR_URL" in arg for arg in plain)
-
-
-def test_hub_build_command():
-    assert hub.hub_build_command(hub_dir="hub", tag="acme-hub:latest") == [
-        "docker", "build", "-t", "acme-hub:latest", "hub",
-    ]  # fmt: skip
-    command = hub.hub_build_command(
-        hub_dir="hub", tag="h", pypi_mirror="https://m/", ca_bundle="/ca", npm_registry="https://npm.corp/"
-    )
-    assert "NPM_REGISTRY_URL=https://npm.corp/" in command and "id=ca_bundle,src=/ca" in command
-
-
 def test_seed_command_matches_the_hub_config():
     config = (REPO / "template" / "hub" / "jupyterhub_config.py").read_text()
     assert f"SEED_NOTEBOOKS = {hub.SEED_NOTEBOOKS!r}" in config
@@ -277,7 +231,7 @@ VALUES = {"slug": "acme", "registry": "ghcr.io/team", "version": "1.2.0"}
 
 
 def test_z2jh_values_use_the_pushed_image():
-    values = hub.z2jh_values(**VALUES)
+    values = kubernetes.z2jh_values(**VALUES)
     singleuser = values["singleuser"]
     assert singleuser["image"] == {"name": "ghcr.io/team/acme", "tag": "1.2.0", "pullPolicy": "IfNotPresent"}
     assert singleuser["cmd"] == "jupyterhub-singleuser"
@@ -289,7 +243,7 @@ def test_z2jh_values_use_the_pushed_image():
 
 
 def test_z2jh_values_with_limits_and_a_gpu_profile():
-    values = hub.z2jh_values(
+    values = kubernetes.z2jh_values(
         **VALUES, gpu="nvidia", cpus="4", memory="12g", admins=["lead"], cull_timeout=120
     )
     singleuser = values["singleuser"]
@@ -314,13 +268,16 @@ def test_z2jh_values_with_limits_and_a_gpu_profile():
 )
 def test_z2jh_values_refuse_bad_settings(settings, message):
     with pytest.raises(ValueError, match=message):
-        hub.z2jh_values(**{**VALUES, **settings})
+        kubernetes.z2jh_values(**{**VALUES, **settings})
 
 
 def test_helm_command():
-    assert hub.helm_command(values_file="kubernetes/values.yaml", release="acme", namespace="acme-hub") == [
+    command = kubernetes.helm_command(
+        values_file="kubernetes/values.yaml", release="acme", namespace="acme-hub"
+    )
+    assert command == [
         "helm", "upgrade", "--install", "--cleanup-on-fail", "acme", "jupyterhub",
-        "--repo", "https://hub.jupyter.org/helm-chart/", "--version", hub.Z2JH_CHART_VERSION,
+        "--repo", "https://hub.jupyter.org/helm-chart/", "--version", kubernetes.Z2JH_CHART_VERSION,
         "--namespace", "acme-hub", "--create-namespace", "--values", "kubernetes/values.yaml",
     ]  # fmt: skip
 
@@ -330,10 +287,90 @@ def test_helm_command():
     [
         {"a": {"b": [1, 2.5, True, None, "yes", "null", "1", "x: y", "# no", 'q"uote', "ünïcode", ""]}},
         {"list": [{"k": "v", "nested": {"deep": []}}, [1, [2]], {}], "empty": {}, "key with space": "v"},
-        hub.z2jh_values(**VALUES, gpu="nvidia", cpus="1.5", memory="512m"),
+        kubernetes.z2jh_values(**VALUES, gpu="nvidia", cpus="1.5", memory="512m"),
     ],
 )
-def test_to_yaml_reads_back_unchanged(data):
-    text = hub.to_yaml(data, header="Generated by labdock.\nEdit invoke.yaml instead.")
-    assert text.startswith("# Generated by labdock.\n# Edit invoke.yaml instead.\n")
+def test_values_yaml_reads_back_unchanged(data):
+    text = kubernetes.values_yaml(data, "ghcr.io/acme/lab:1.2.0")
+    assert text.startswith("# Zero to JupyterHub values for ghcr.io/acme/lab:1.2.0")
     assert yaml.safe_load(text) == data
+
+
+# ----------------------------------------------------------------------------- the tasks
+
+HUB_UP = r"docker compose -f .*hub/compose.yaml --project-name unit-demo-hub up --detach --wait"
+
+
+def test_hub_builds_both_images_and_starts_compose_with_the_settings(make_ctx, project, capsys):
+    write_lock(project)
+    c = make_ctx(cpus="2", memory="4g", hub_port=8123, hub_admins="ada, grace", hub_cull_timeout=600)
+    hub.hub(c)
+    singleuser = args_of(c, r"docker build --target singleuser")
+    assert {("--build-arg", "NB_UID=1000"), ("-t", "unit-demo:singleuser")} <= pairs(singleuser)
+    hub_build = args_of(c, r"docker build -t unit-demo-hub:latest")
+    assert hub_build[-1] == str(project / "hub")
+    env = call_of(c, HUB_UP).kwargs["env"]
+    assert env["LABDOCK_HUB_IMAGE"] == "unit-demo:singleuser"
+    assert env["LABDOCK_HUB_HUB_IMAGE"] == "unit-demo-hub:latest"
+    assert (env["LABDOCK_HUB_PORT"], env["LABDOCK_HUB_BIND"]) == ("8123", "127.0.0.1")
+    assert (env["LABDOCK_HUB_CPUS"], env["LABDOCK_HUB_MEMORY"]) == ("2.0", "4G")
+    assert env["LABDOCK_HUB_ADMINS"] == "ada,grace"
+    assert (env["LABDOCK_HUB_CULL_TIMEOUT"], env["LABDOCK_HUB_GPUS"]) == ("600", "none")
+    assert "JupyterHub is up after" in capsys.readouterr().out
+
+
+def test_hub_serves_a_pushed_image_without_building_the_project(make_ctx, project):
+    write_lock(project)
+    c = make_ctx()
+    hub.hub(c, image_="ghcr.io/acme/unit-demo:1.2.0")
+    assert not matching(c, r"docker build --target singleuser")
+    assert call_of(c, HUB_UP).kwargs["env"]["LABDOCK_HUB_IMAGE"] == "ghcr.io/acme/unit-demo:1.2.0"
+
+
+def test_the_test_login_refuses_a_network_bind(make_ctx, project, monkeypatch):
+    write_lock(project)
+    monkeypatch.setenv(hub.PASSWORD_VARIABLE, "a-long-enough-secret")
+    c = make_ctx(hub_auth="shared-password", hub_bind="0.0.0.0")
+    error = exit_of(lambda: hub.hub(c))
+    assert "shared-password authenticator is for tests and serves loopback only, not 0.0.0.0" in error.message
+    assert not matching(c, HUB_UP)
+    monkeypatch.delenv(hub.PASSWORD_VARIABLE)
+    error = exit_of(lambda: hub.hub(make_ctx(hub_auth="shared-password")))
+    assert "LABDOCK_HUB_PASSWORD" in error.message
+
+
+def test_hub_down_removes_the_users_servers_and_with_volumes_their_homes(make_ctx):
+    c = make_ctx(
+        {
+            r"docker ps --all --quiet --filter label=dev.labdock.hub=unit-demo": ok("c1\nc2\n"),
+            r"docker volume ls": ok("unit-demo-user-ada\nunit-demo-user-grace\nunit-demo-userx\n"),
+        }
+    )
+    hub.hub(c, down=True, volumes=True)
+    assert matching(c, r"docker compose .* down --volumes")
+    assert "docker rm --force c1 c2" in commands(c)
+    assert "docker volume rm --force unit-demo-user-ada unit-demo-user-grace" in commands(c)
+    error = exit_of(lambda: hub.hub(make_ctx(), volumes=True))
+    assert "give it with --down" in error.message
+
+
+def test_helm_writes_values_for_the_pushed_image_and_prints_the_command(make_ctx, project, capsys):
+    c = make_ctx({r"git .* describe --tags": ok("v1.2.0\n")}, hub_storage="20Gi")
+    kubernetes.helm(c)
+    values = yaml.safe_load((project / kubernetes.VALUES_FILE).read_text())
+    assert values["singleuser"]["image"] == {
+        "name": "127.0.0.1:5000/team/unit-demo",
+        "tag": "1.2.0",  # what `invoke push` pushed for the tag v1.2.0
+        "pullPolicy": "IfNotPresent",
+    }
+    assert values["singleuser"]["storage"]["capacity"] == "20Gi"
+    out = capsys.readouterr().out
+    assert "helm upgrade --install --cleanup-on-fail unit-demo jupyterhub" in out
+    assert not matching(c, r"helm ")  # printed, not run, without --install
+
+
+def test_helm_needs_a_registry(make_ctx):
+    error = exit_of(
+        lambda: kubernetes.helm(make_ctx({r"git .* describe --tags": ok("v1.2.0\n")}, registry=""))
+    )
+    assert "set labdock.registry" in error.message

@@ -10,10 +10,9 @@ import pytest
 from tests.tasks.helpers import (
     GIT_SHORT_SHA,
     GIT_TAG,
-    IMAGE_INSPECT,
     LOGIN,
     PUSH,
-    RUNTIME,
+    args_of,
     call_of,
     commands,
     exit_of,
@@ -21,11 +20,19 @@ from tests.tasks.helpers import (
     labdock,
     matching,
     ok,
+    pairs,
     position,
     write_lock,
 )
 
 release = labdock.release
+SINGLEUSER = r"docker build --target singleuser"
+
+
+@pytest.fixture(autouse=True)
+def locked(project):
+    """A locked project: push builds the singleuser image from the lock."""
+    write_lock(project)
 
 
 def test_push_logs_in_with_the_password_on_stdin_only(make_ctx, monkeypatch, capsys):
@@ -43,7 +50,7 @@ def test_push_logs_in_with_the_password_on_stdin_only(make_ctx, monkeypatch, cap
     remote = "127.0.0.1:5000/team/unit-demo"
     # A release tag v1.2.0: the version, major.minor and latest (what CI's publish job pushes too).
     tags = ["1.2.0", "1.2", "latest"]
-    assert matching(c, r"docker tag ") == [f"docker tag unit-demo:latest {remote}:{tag}" for tag in tags]
+    assert matching(c, r"docker tag ") == [f"docker tag unit-demo:singleuser {remote}:{tag}" for tag in tags]
     assert matching(c, PUSH) == [f"docker push {remote}:{tag}" for tag in tags]
     assert position(c, LOGIN) < position(c, PUSH)
     assert re.search(rf"Pushed {re.escape(remote)}:latest in [0-9.]+s\.", capsys.readouterr().out)
@@ -56,12 +63,17 @@ def test_push_version_falls_back_to_the_commit(make_ctx):
     assert not matching(c, LOGIN)  # no REGISTRY_USER/REGISTRY_PASSWORD: docker's own login
 
 
-def test_push_with_an_explicit_tag_builds_a_missing_image(make_ctx, project):
-    write_lock(project)
-    c = make_ctx({IMAGE_INSPECT: fail()})
+def test_push_publishes_the_singleuser_image_built_for_user_1000(make_ctx, project):
+    c = make_ctx()
     release.push(c, tag="2024.1")
     assert not matching(c, r"git .* (describe|rev-parse --short)")
-    assert position(c, RUNTIME) < position(c, r"docker tag ")
+    built = args_of(c, SINGLEUSER)
+    assert {("--build-arg", "NB_UID=1000"), ("-t", "unit-demo:singleuser")} <= pairs(built)
+    assert position(c, SINGLEUSER) < position(c, r"docker tag ")
+    assert (
+        matching(c, r"docker tag ")[0]
+        == "docker tag unit-demo:singleuser 127.0.0.1:5000/team/unit-demo:2024.1"
+    )
     assert matching(c, PUSH)[0] == "docker push 127.0.0.1:5000/team/unit-demo:2024.1"
 
 
