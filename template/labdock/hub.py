@@ -326,6 +326,7 @@ def hub(c: Context, down: bool = False, volumes: bool = False, image_: str = "")
         remove_users(p, volumes)
         print("The hub is stopped" + (", its data and the users' homes deleted." if volumes else "."))
         return
+    environment(p, "-", "-")  # the settings are checked before anything is built
     singleuser = image_ or image.build_singleuser(p)
     env = environment(p, singleuser, build_hub_image(p))
     started = time.monotonic()

@@ -1,10 +1,12 @@
 """The team hub on a real engine: JupyterHub with DockerSpawner serving the project's image.
 
-One project ("Hub Check Alpha", stack minimal, Python 3.13) is locked and built with today's tasks;
-the singleuser and hub images are built with the command lines of the rendered labdock/hub.py, and
-the hub is started with its compose command and environment, as a task will. Everything is real:
-users log in through the hub's login form, servers are containers on the engine, code runs in the
-project's kernel over the Jupyter websocket protocol. Tests in this module run in order.
+One project ("Hub Check Alpha", stack minimal, Python 3.13) is locked and built with its tasks, and
+`invoke hub` builds the singleuser and hub images and starts the team hub (the test login, 1 CPU
+and 1 GiB per user), as a user does; reconfigured hubs are started again with `invoke hub` and other
+settings. The authentication tests start extra hubs of their own, under other resource prefixes, with
+the rendered labdock/hub.py's compose command and environment (one checkout has one `invoke hub`).
+Everything is real: users log in through the hub's login form, servers are containers on the engine,
+code runs in the project's kernel over the Jupyter websocket protocol. Tests run in order.
 """
 
 from __future__ import annotations
@@ -62,20 +64,49 @@ def run(
     return result
 
 
-def index_settings() -> dict:
-    return {
-        "pypi_mirror": os.environ.get("INVOKE_LABDOCK_PYPI_MIRROR", ""),
-        "ca_bundle": os.environ.get("INVOKE_LABDOCK_CA_BUNDLE", ""),
-    }
+def index_flags() -> tuple[list[str], dict]:
+    """The package-index settings as `invoke build` passes them (BuildKit secrets)."""
+    flags, env = [], {"DOCKER_BUILDKIT": "1"}
+    if mirror := os.environ.get("INVOKE_LABDOCK_PYPI_MIRROR"):
+        flags += ["--secret", "id=pypi_mirror,env=LABDOCK_PYPI_MIRROR"]
+        env["LABDOCK_PYPI_MIRROR"] = mirror
+    if bundle := os.environ.get("INVOKE_LABDOCK_CA_BUNDLE"):
+        flags += ["--secret", f"id=ca_bundle,src={bundle}"]
+    return flags, env
+
+
+# `invoke hub`'s settings for the hub fixture; tests start it again with some of them changed.
+HUB_SETTINGS = {"hub_auth": "shared-password", "cpus": "1", "memory": "1g"}
+
+
+def invoke_hub(project: Project, port: int, **settings: str) -> subprocess.CompletedProcess:
+    env = {f"INVOKE_LABDOCK_{key.upper()}": str(value) for key, value in {**HUB_SETTINGS, **settings}.items()}
+    return project.invoke(
+        "hub", env={**env, "INVOKE_LABDOCK_HUB_PORT": str(port), "LABDOCK_HUB_PASSWORD": PASSWORD}
+    )
+
+
+def hub_prefix(slug: str) -> str:
+    """The resource prefix `invoke hub` used: its compose project's name, less `-hub`."""
+    projects = docker(
+        "ps",
+        "--filter",
+        "label=com.docker.compose.service=hub",
+        "--format",
+        '{{.Label "com.docker.compose.project"}}',
+    ).stdout.split()
+    mine = [name.removesuffix("-hub") for name in projects if name.startswith(slug)]
+    assert len(mine) == 1, projects
+    return mine[0]
 
 
 class Hub:
     """One checkout's hub: its prefix, port and the environment compose starts it with."""
 
-    def __init__(self, project: Project, hub: ModuleType, images: dict, suffix: str) -> None:
+    def __init__(self, project: Project, hub: ModuleType, images: dict, suffix: str, port: int = 0) -> None:
         self.project, self.module, self.images = project, hub, images
         self.prefix = f"{SLUG}-{suffix}"
-        self.port = free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env: dict = {}
 
@@ -242,33 +273,31 @@ def hub_module(project) -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def images(project, hub_module):
-    """The singleuser image and the hub image, built with hub.py's command lines."""
-    refs = {"singleuser": f"{SLUG}:singleuser", "hub": f"{SLUG}-hub:e2e"}
-    build_env = {"DOCKER_BUILDKIT": "1"}
-    command = hub_module.singleuser_build_command(
-        project_dir=".", tag=refs["singleuser"], python_version=ANSWERS["python_version"], **index_settings()
-    )
-    record(
-        FIGURE, "docker build --target singleuser", f"{run(command, project.root, build_env).seconds:.1f} s"
-    )
-    command = hub_module.hub_build_command(hub_dir="hub", tag=refs["hub"], **index_settings())
-    record(FIGURE, "hub image build", f"{run(command, project.root, build_env).seconds:.1f} s")
-    yield refs
-    docker("rmi", "-f", refs["hub"], check=False)
+def hub(project, hub_module) -> Hub:
+    """The team hub as `invoke hub` starts it, with the test login, 1 CPU and 1 GiB per user."""
+    port = free_port()
+    team_hub = None
+    try:
+        result = invoke_hub(project, port)
+        record(FIGURE, "invoke hub (both images built, healthy)", f"{result.seconds:.1f} s")
+        assert "JupyterHub is up after" in result.stdout
+        prefix = hub_prefix(SLUG)
+        images = {"singleuser": f"{SLUG}:singleuser", "hub": f"{prefix}-hub:latest"}
+        team_hub = Hub(project, hub_module, images, "", port=port)
+        team_hub.prefix = prefix
+        team_hub.env = team_hub.environment(**{"cpus": "1", "memory": "1g"})
+        yield team_hub
+    finally:
+        if team_hub:
+            team_hub.compose("logs", "--tail", "60", check=False)
+        project.invoke("hub", "--down", "--volumes", check=False)
+        if team_hub:
+            team_hub.remove()
 
 
 @pytest.fixture(scope="module")
-def hub(project, hub_module, images) -> Hub:
-    """The team hub with the test login, 1 CPU and 1 GiB per user."""
-    team_hub = Hub(project, hub_module, images, uuid.uuid4().hex[:6])
-    try:
-        result = team_hub.start(cpus="1", memory="1g")
-        record(FIGURE, "hub up --wait (healthy)", f"{result.seconds:.1f} s")
-        yield team_hub
-    finally:
-        team_hub.compose("logs", "--tail", "60", check=False)
-        team_hub.remove()
+def images(hub) -> dict:
+    return hub.images
 
 
 @pytest.fixture(scope="module")
@@ -315,15 +344,19 @@ def test_singleuser_image_holds_the_project_and_runs_as_uid_1000(project, images
     assert "getting-started.ipynb" in notebooks
 
 
-def test_singleuser_image_refuses_root(project, hub_module):
-    command = hub_module.singleuser_build_command(
-        project_dir=".",
-        tag=f"{SLUG}:root-refused",
-        python_version=ANSWERS["python_version"],
-        **index_settings(),
-    )
-    command = [arg.replace("NB_UID=1000", "NB_UID=0") for arg in command]
-    result = run(command, project.root, {"DOCKER_BUILDKIT": "1"}, check=False)
+def test_singleuser_image_refuses_root(project, images):
+    flags, env = index_flags()
+    command = [
+        "docker",
+        "build",
+        "--target",
+        "singleuser",
+        "-t",
+        f"{SLUG}:root-refused",
+        "--build-arg",
+        "NB_UID=0",
+    ]
+    result = run([*command, *flags, "."], project.root, env, check=False)
     assert result.returncode != 0
     assert "must not run as root" in result.stdout + result.stderr
 
@@ -416,7 +449,7 @@ def test_a_users_file_survives_stopping_and_restarting_the_server(hub, users):
 
 def test_the_idle_culler_stops_an_idle_server(hub):
     """The hub restarted with a 10 s timeout (checked every 5 s): a server nobody uses is stopped."""
-    hub.start(cpus="1", memory="1g", cull_timeout=10, cull_every=5)
+    invoke_hub(hub.project, hub.port, hub_cull_timeout="10")  # the culler looks every 5 s
     carol = HubUser(hub, "carol")
     carol.start_server()
     started = time.monotonic()
@@ -431,7 +464,7 @@ def test_the_idle_culler_stops_an_idle_server(hub):
 def test_the_gpu_choice_reaches_the_engine(hub):
     """No GPU here: with gpus 0,1 the hub asks the engine for exactly those NVIDIA devices, and an
     engine without the NVIDIA runtime refuses the container (what a GPU server would grant)."""
-    hub.start(gpus="0,1")
+    invoke_hub(hub.project, hub.port, gpu="nvidia", gpus="0,1")
     dave = HubUser(hub, "dave")
     response = dave.api("POST", "/users/dave/server")
     deadline = time.monotonic() + 60
@@ -451,6 +484,16 @@ def test_shared_password_login_refuses_a_non_loopback_bind(project, hub_module, 
     refused = Hub(project, hub_module, images, uuid.uuid4().hex[:6])
     with pytest.raises(ValueError, match="loopback only"):
         refused.environment(bind="0.0.0.0")
+    stopped = project.invoke(
+        "hub",
+        env={
+            "INVOKE_LABDOCK_HUB_AUTH": "shared-password",
+            "INVOKE_LABDOCK_HUB_BIND": "0.0.0.0",
+            "LABDOCK_HUB_PASSWORD": PASSWORD,
+        },
+        check=False,
+    )
+    assert stopped.returncode == 1 and "serves loopback only, not 0.0.0.0" in stopped.stderr
     env = {**refused.environment(), "LABDOCK_HUB_BIND": "0.0.0.0"}  # as if compose were run by hand
     try:
         result = refused.start(check=False, env=env)

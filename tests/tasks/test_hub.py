@@ -374,3 +374,11 @@ def test_helm_needs_a_registry(make_ctx):
         lambda: kubernetes.helm(make_ctx({r"git .* describe --tags": ok("v1.2.0\n")}, registry=""))
     )
     assert "set labdock.registry" in error.message
+
+
+def test_a_refused_setting_stops_the_hub_before_any_build(make_ctx, project, monkeypatch):
+    write_lock(project)
+    monkeypatch.setenv(hub.PASSWORD_VARIABLE, "a-long-enough-secret")
+    c = make_ctx(hub_auth="shared-password", hub_bind="0.0.0.0")
+    exit_of(lambda: hub.hub(c))
+    assert not matching(c, r"docker build")
