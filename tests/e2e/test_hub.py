@@ -11,7 +11,6 @@ code runs in the project's kernel over the Jupyter websocket protocol. Tests run
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -33,7 +32,8 @@ from tests.e2e.harness import (
     record,
     remove_project_state,
 )
-from tests.rendering import render
+from tests.rendering import REPO, render
+from tests.tasks.helpers import labdock
 
 ANSWERS = {"project_name": "Hub Check Alpha", "stack": "minimal", "python_version": "3.13"}
 SLUG, PACKAGE = "hub-check-alpha", "hub_check_alpha"
@@ -42,11 +42,11 @@ FIGURE = "hub (minimal-py3.13)"
 
 
 def load_hub_module(root: Path) -> ModuleType:
-    """The rendered project's labdock/hub.py (what the project's tasks will call)."""
-    spec = importlib.util.spec_from_file_location("rendered_hub", root / "labdock" / "hub.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """labdock/hub.py as the project has it (copied verbatim from the template)."""
+    assert (root / "labdock" / "hub.py").read_bytes() == (
+        REPO / "template" / "labdock" / "hub.py"
+    ).read_bytes()
+    return labdock.hub
 
 
 def run(
