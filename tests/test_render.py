@@ -43,6 +43,8 @@ TASKS = [
     "update",
     "tensorboard",
     "prepare",
+    "hub",
+    "helm",
 ]
 
 QUESTIONS = questions()
