@@ -50,6 +50,7 @@ def namespace() -> Collection:
     """Every labdock task, ready for tasks.py to add its own to."""
     # Invoke loads invoke.yaml after this, with a traceback if it does not parse: check it first.
     settings.project_file(project.ROOT)
+    settings.take_environment()  # INVOKE_LABDOCK_*: labdock reads them, Invoke must not cast them
     ns = Collection(
         image.build,
         server.up,

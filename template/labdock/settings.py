@@ -30,7 +30,7 @@ except ImportError:  # Invoke ships its own copy
 PREFIX = "INVOKE_LABDOCK_"
 PROJECT_FILE = "invoke.yaml"
 
-# Taken out of the environment when this module is imported, i.e. before Invoke reads it.
+# Taken out of the environment when tasks.py loads the tasks (namespace()), before Invoke reads it.
 ENVIRONMENT: dict[str, str] = {}
 
 
@@ -39,9 +39,6 @@ def take_environment(environ: os._Environ | dict = os.environ) -> dict[str, str]
     for name in [name for name in environ if name.startswith(PREFIX)]:
         ENVIRONMENT[name] = environ.pop(name)
     return ENVIRONMENT
-
-
-take_environment()
 
 # Settings that earlier versions of the template had, and where their value comes from now.
 RETIRED = {

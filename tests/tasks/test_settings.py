@@ -120,6 +120,12 @@ BAD_VALUES = {
     "ca_bundle": ["/nowhere/ca.pem"],
     "apt_proxy": ["http://:3142", "apt-cache:3142", "http://cache.example.com:31a2"],
     "build_cache": ["gha", "type=gha mode=max"],
+    "hub_port": ["eighty", "80", "08000"],
+    "hub_bind": ["everywhere", "0.0.0.0:8000"],
+    "hub_auth": ["dummy", "oauth"],
+    "hub_admins": ["ada;grace", "bad name", "-x"],
+    "hub_cull_timeout": ["never", "0"],
+    "hub_storage": ["10GB", "ten"],
 }
 CASES = [(name, value) for name, values in BAD_VALUES.items() for value in values]
 
