@@ -329,7 +329,7 @@ def test_runtime_target_stays_cached_when_src_and_notebooks_change(project):
 def test_singleuser_image_holds_the_project_and_runs_as_uid_1000(project, images):
     image = images["singleuser"]
     config = json.loads(docker("image", "inspect", image).stdout)[0]["Config"]
-    assert config["Cmd"] == ["jupyterhub-singleuser"]
+    assert config["Cmd"] == ["jupyterhub-singleuser", "--KernelManager.transport=ipc"]
     assert config["User"] == "1000:1000"
     assert config["WorkingDir"] == "/home/jovyan"
     assert "JUPYTERHUB_SERVICE_URL" in " ".join(config["Healthcheck"]["Test"])
