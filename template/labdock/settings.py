@@ -40,6 +40,7 @@ def take_environment(environ: os._Environ | dict = os.environ) -> dict[str, str]
         ENVIRONMENT[name] = environ.pop(name)
     return ENVIRONMENT
 
+
 # Settings that earlier versions of the template had, and where their value comes from now.
 RETIRED = {
     "project": "the compose project is named after pyproject.toml's [project] name",
