@@ -14,6 +14,7 @@ from pathlib import Path
 from invoke import Context, Exit
 
 from . import settings as settings_module
+from . import transaction
 from .commands import output
 from .settings import Settings
 
@@ -50,6 +51,7 @@ class Project:
     @classmethod
     def load(cls, c: Context, root: Path | None = None) -> Project:
         root = root or ROOT
+        transaction.settle(root)  # finish a dependency change a killed task left half done
         return cls(c, root, read_slug(root), settings_module.load(c, root))
 
     # --------------------------------------------------------------------- names on the engine

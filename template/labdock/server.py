@@ -10,7 +10,7 @@ import webbrowser
 
 from invoke import Context, Exit, task
 
-from . import engine, envfile, network, tensorboard
+from . import agent, engine, envfile, live, network, tensorboard
 from .commands import cmd, progress, warn
 from .engine import GPU_HELP, compose
 from .guard import exclusive
@@ -52,8 +52,9 @@ def start(p: Project, gpu: bool = False, rebuild: bool = False) -> str:
         )
     if s.tensorboard:
         tensorboard.check_port(p)
+    keep = live.up_flags(p, gpu)  # a server that `add` brought to the current lock keeps running
     result = compose(
-        p, "up", "--detach", "--no-build", gpu=gpu, tensorboard=s.tensorboard, warn=True, hide="stderr"
+        p, "up", "--detach", "--no-build", *keep, gpu=gpu, tensorboard=s.tensorboard, warn=True, hide="stderr"
     )
     if not result.ok:
         error = result.stderr.strip()
@@ -70,6 +71,7 @@ def start(p: Project, gpu: bool = False, rebuild: bool = False) -> str:
         print(error, file=sys.stderr)
         raise Exit("`docker compose up` failed (error above).")
     wait_until_healthy(p)
+    agent.ensure(p)  # `pip install` in the lab goes through it
     url = server_url(p)
     print(f"JupyterLab: {url}")
     if s.tensorboard:
