@@ -35,6 +35,7 @@ from .settings import Settings
 FOLDER = "pip"  # in .labdock/
 AGENT_FILE = "agent.json"  # {"pid", "container"}: which server the helper serves
 POLL_SECONDS = 0.1
+REBUILD_DELAY = 10  # seconds without requests before the image is rebuilt (pip often comes in a row)
 ACK_SECONDS = 5  # how long pip waits for the helper to take a request (docker/pylib/pip)
 MAX_PACKAGES = 20
 # A name with extras and a version constraint: no URLs, paths or options.
@@ -87,7 +88,7 @@ def spawn(p: Project, cid: str) -> None:
     log = open(folder(p.root) / "agent.log", "ab")  # noqa: SIM115 - the child keeps it
     detached = {"start_new_session": True} if sys.platform != "win32" else {"creationflags": 0x208}
     helper = subprocess.Popen(
-        [sys.executable, "-m", "labdock.agent", cid],
+        [sys.executable, "-c", "import sys; from labdock.agent import main; main(sys.argv[1])", cid],
         cwd=p.root,
         stdin=subprocess.PIPE,
         stdout=log,
@@ -141,21 +142,31 @@ class Helper:
     def __init__(self, p: Project, cid: str) -> None:
         self.p, self.cid = p, cid
         self.folder = folder(p.root)
-        self.builder = output(p.c, "docker", "image", "inspect", "--format", "{{.Id}}", locking.ensure_builder(p))
+        self.builder = output(
+            p.c, "docker", "image", "inspect", "--format", "{{.Id}}", locking.ensure_builder(p)
+        )
         self.inputs = build_inputs(p)
+        self.rebuild_at: float | None = None
         live.ensure_tools(p, cid, self.builder)  # so that the first request needs no copy
 
     def serve(self) -> None:
-        waiter = subprocess.Popen(["docker", "wait", self.cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        waiter = subprocess.Popen(
+            ["docker", "wait", self.cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             while waiter.poll() is None or self.cid in output(self.p.c, "docker", "ps", "-q", "--no-trunc"):
                 if waiter.poll() is not None:  # restarted by its restart policy: wait again
                     waiter = subprocess.Popen(["docker", "wait", self.cid], stdout=subprocess.DEVNULL)
-                for request in sorted((self.folder / "requests").glob("*.json")):
+                requests = sorted((self.folder / "requests").glob("*.json"))
+                for request in requests:
                     self.handle(request)
+                if not requests and self.rebuild_at is not None and time.monotonic() > self.rebuild_at:
+                    self.rebuild()
                 time.sleep(POLL_SECONDS)
         finally:
             waiter.kill()
+            if self.rebuild_at is not None:
+                self.rebuild()
 
     def handle(self, request: Path) -> None:
         taken = self.folder / "taken" / request.name
@@ -177,11 +188,19 @@ class Helper:
             return
         log_path = self.folder / f"{request_id}.log"
         changed, code = False, 1
-        with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        with (
+            open(log_path, "w", encoding="utf-8") as log,
+            contextlib.redirect_stdout(log),
+            contextlib.redirect_stderr(log),
+        ):
             try:
-                with guard.checkout_lock(self.p.root, f"pip {'install' if verb == 'add' else 'uninstall'} (from the lab)"):
+                with guard.checkout_lock(
+                    self.p.root, f"pip {'install' if verb == 'add' else 'uninstall'} (from the lab)"
+                ):
                     transaction.recover(self.p.root)
-                    changed = dependencies.change(self.p, verb, packages, build=False, builder=self.builder, cid=self.cid)
+                    changed = dependencies.change(
+                        self.p, verb, packages, build=False, builder=self.builder, cid=self.cid
+                    )
                 code = 0
             except Exit as error:
                 print(error.message)
@@ -191,7 +210,7 @@ class Helper:
         self.finish(request_id, code)
         taken.unlink(missing_ok=True)
         if changed:
-            self.rebuild()
+            self.rebuild_at = time.monotonic() + REBUILD_DELAY
 
     def finish(self, request_id: str, code: int) -> None:
         done = self.folder / f"{request_id}.done"
@@ -200,8 +219,11 @@ class Helper:
 
     def rebuild(self) -> None:
         """Rebuild the image for the next `up`, after pip has its answer; only from trusted inputs."""
+        self.rebuild_at = None
         if build_inputs(self.p) != self.inputs:
-            print("The build inputs changed since `invoke up`: not rebuilding; `invoke build` does.", flush=True)
+            print(
+                "The build inputs changed since `invoke up`: not rebuilding; `invoke build` does.", flush=True
+            )
             return
         with contextlib.suppress(Exit), guard.checkout_lock(self.p.root, "build (after pip in the lab)"):
             build_image(self.p)

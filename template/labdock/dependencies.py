@@ -47,7 +47,9 @@ def reach_server(
     if not install and not remove:
         return ""
     if live.container_lock(p, cid) == locking.lock_digest(old):
-        result = live.install(p, cid, builder, locking.requirements(after, install) if install else "", remove)
+        result = live.install(
+            p, cid, builder, locking.requirements(after, install) if install else "", remove
+        )
     else:  # the server runs another lock than the project's (e.g. `invoke lock` without a build)
         result = live.install(p, cid, builder, locking.requirements(after), [], sync=True)
     if not result.ok and interrupts.happened:
@@ -62,7 +64,11 @@ def reach_server(
         lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
         reason = lines[-1].strip() if lines else f"exit code {result.exited}"
         raise Exit(f"Installing into the running JupyterLab failed ({reason}): {UNCHANGED}.")
-    return ", ".join(filter(None, [f"installed {len(install)}" if install else "", f"removed {len(remove)}" if remove else ""]))
+    return ", ".join(
+        filter(
+            None, [f"installed {len(install)}" if install else "", f"removed {len(remove)}" if remove else ""]
+        )
+    )
 
 
 def change(
@@ -114,11 +120,19 @@ def change(
             if verb == "add":
                 print(f"The running JupyterLab has it now ({reached}): import it in any kernel, no restart.")
             else:
-                print(f"The running JupyterLab no longer has it ({reached}); kernels that imported it keep it.")
-        interrupts.check("the change is recorded (and in the running server); the image is not rebuilt: run `invoke build`.")
+                print(
+                    f"The running JupyterLab no longer has it ({reached}); kernels that imported it keep it."
+                )
+        interrupts.check(
+            "the change is recorded (and in the running server); the image is not rebuilt: "
+            "run `invoke build`."
+        )
         if not build:
             return True
-        print("Rebuilding the image, so that the next `invoke up` has it too (the server keeps running)...", flush=True)
+        print(
+            "Rebuilding the image, so that the next `invoke up` has it too (the server keeps running)...",
+            flush=True,
+        )
         try:
             build_image(p)
         except Exit as error:

@@ -18,7 +18,6 @@ import io
 import json
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 from invoke import Exit, Result
@@ -54,6 +53,18 @@ if [ -n "$LABDOCK_REMOVE" ]; then
     "$LABDOCK_UV" pip uninstall $LABDOCK_REMOVE
 fi
 """
+
+
+class Feed:
+    """Text for a command's stdin. Invoke reads a stream that is not a terminal one byte per
+    10 ms (seconds for a requirements list): this hands it everything on the first read."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def read(self, size: int = -1) -> str:
+        text, self.text = self.text, ""
+        return text
 
 
 def container_lock(p: Project, cid: str) -> str:
@@ -92,9 +103,9 @@ def bundle_digest(path: str) -> str:
 
 
 def copy_tools(p: Project, cid: str, builder: str, uv: str, ca: str) -> None:
-    """Copy uv out of the builder image (and the CA bundle) into the container, owned by root from
-    the first byte: `docker cp` would make them the notebook user's, who could then rewrite what
-    root runs next. Binary streams, so subprocess rather than Invoke."""
+    """Copy uv out of the builder image (and the CA bundle) into the container, written by root
+    from the first byte: `docker cp` would make them the notebook user's, who could then rewrite
+    what root runs next. Binary streams, so subprocess rather than Invoke."""
     holder = output(p.c, "docker", "create", builder)
     try:
         exported = subprocess.run(
@@ -104,25 +115,23 @@ def copy_tools(p: Project, cid: str, builder: str, uv: str, ca: str) -> None:
         run(p.c, "docker", "rm", holder, hide=True, warn=True)
     if exported.returncode != 0:
         raise Exit(f"Could not copy uv out of {builder}: {exported.stderr.decode(errors='replace').strip()}")
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=io.BytesIO(exported.stdout)) as source, tarfile.open(fileobj=archive, mode="w") as tar:
-        member = source.getmembers()[0]
-        add_file(tar, Path(uv).name, source.extractfile(member).read(), 0o755)
-        if ca:
-            add_file(tar, Path(ca).name, Path(p.settings.ca_bundle).read_bytes(), 0o644)
-    run(p.c, "docker", "exec", "-u", "0", cid, "mkdir", "-p", "-m", "755", TOOLS, hide=True)
-    copied = subprocess.run(
-        ["docker", "cp", "--archive", "-", f"{cid}:{TOOLS}"], input=archive.getvalue(), capture_output=True, check=False
-    )
-    if copied.returncode != 0:
-        raise Exit(f"Could not copy uv into the server's container: {copied.stderr.decode(errors='replace').strip()}")
-
-
-def add_file(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
-    """A root-owned file in a tar archive (docker cp --archive keeps the owner)."""
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.uid, info.gid, info.mtime = len(data), mode, 0, 0, int(time.time())
-    tar.addfile(info, io.BytesIO(data))
+    with tarfile.open(fileobj=io.BytesIO(exported.stdout)) as archive:
+        binary = archive.extractfile(archive.getmembers()[0]).read()
+    copies = [(uv, binary, "755")]
+    if ca:
+        copies.append((ca, Path(p.settings.ca_bundle).read_bytes(), "644"))
+    for path, data, mode in copies:
+        # Written under a temporary name and renamed, so that a copy cut short is never used.
+        script = f'mkdir -p -m 755 {TOOLS} && cat >"$0.tmp" && chmod {mode} "$0.tmp" && mv "$0.tmp" "$0"'
+        copied = subprocess.run(
+            ["docker", "exec", "-i", "-u", "0", cid, "sh", "-c", script, path],
+            input=data,
+            capture_output=True,
+            check=False,
+        )
+        if copied.returncode != 0:
+            error = copied.stderr.decode(errors="replace").strip()
+            raise Exit(f"Could not copy {Path(path).name} into the server's container: {error}")
 
 
 def ensure_tools(p: Project, cid: str, builder: str) -> None:
@@ -161,7 +170,7 @@ def install(
             "sh",
             "-c",
             INSTALL_SCRIPT,
-            in_stream=io.StringIO(requirements),
+            in_stream=Feed(requirements),
             warn=True,
         )
 
@@ -184,7 +193,9 @@ def up_flags(p: Project, gpu: bool) -> list[str]:
     if live.get("lock") != digest or engine.image_label(p, p.image(), LOCK_LABEL) != digest:
         return []
     wanted = engine.compose(p, "config", "--hash", SERVICE, gpu=gpu, hide=True, warn=True)
-    current = output(p.c, "docker", "inspect", "--format", '{{index .Config.Labels "com.docker.compose.config-hash"}}', cid)
+    current = output(
+        p.c, "docker", "inspect", "--format", '{{index .Config.Labels "com.docker.compose.config-hash"}}', cid
+    )
     if not wanted.ok or current not in wanted.stdout.split():
         return []
     return ["--no-recreate"]

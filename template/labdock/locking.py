@@ -61,7 +61,6 @@ NETWORK_SIGNS = (
 )
 # Poetry's PyPI source asks PyPI's JSON API, which some mirrors and proxies do not serve.
 INDEX_SIGN = re.compile(r"Package \S+ \(\S+\) not found")
-CONFLICT_MARKER = re.compile(r"^(<{7}|={7}|>{7})( |$)")
 
 # Run in the builder stage: removes the Poetry container named by argv[1] when the task's
 # process ends, however it ends (even killed), unless told first that Poetry is done.
@@ -177,7 +176,9 @@ def explain(result: Result, what: str) -> str:
     """One line: why Poetry failed, in Poetry's own words, and whether the files changed."""
     text = (result.stdout or "") + "\n" + (result.stderr or "")
     if any(sign in text for sign in NETWORK_SIGNS) or INDEX_SIGN.search(text):
-        return failure_hint(f"{what} failed: the package index did not answer as expected") + f" ({UNCHANGED}.)"
+        return (
+            failure_hint(f"{what} failed: the package index did not answer as expected") + f" ({UNCHANGED}.)"
+        )
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     reason = " ".join(line for line in lines if not line.startswith(PROGRESS))
     if len(reason) > 300:
@@ -190,33 +191,9 @@ def explain(result: Result, what: str) -> str:
 # ----------------------------------------------------------------------------- the lock file
 
 
-def conflict_marker(path: Path) -> int | None:
-    """The line number of the first git conflict marker in a file, or None."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as file:
-            for number, line in enumerate(file, 1):
-                if CONFLICT_MARKER.match(line):
-                    return number
-    except FileNotFoundError:
-        return None
-    return None
-
-
 def conflict_problem(p: Project) -> str | None:
     """A one-line cause and fix when pyproject.toml or poetry.lock holds git conflict markers."""
-    line = conflict_marker(p.lock_file)
-    if line:
-        return (
-            f"poetry.lock has a git conflict marker at line {line}: take one side "
-            "(`git checkout --ours poetry.lock` or `--theirs`), then run `invoke lock`."
-        )
-    line = conflict_marker(p.pyproject)
-    if line:
-        return (
-            f"pyproject.toml has a git conflict marker at line {line}: edit it to keep the lines you "
-            "want (delete the markers), then run `invoke lock`."
-        )
-    return None
+    return transaction.conflict_problem(p.root)
 
 
 def lock_problem(p: Project) -> str | None:
@@ -304,7 +281,9 @@ def normalize(name: str) -> str:
 def changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
     """Packages to install (new, or another version) and to remove, from lock `old` to `new`."""
     before, after = _installed(old), _installed(new)
-    install = sorted(name for name, package in after.items() if name not in before or _key(before[name]) != _key(package))
+    install = sorted(
+        name for name, package in after.items() if name not in before or _key(before[name]) != _key(package)
+    )
     remove = sorted(name for name in before if name not in after)
     return install, remove
 

@@ -35,6 +35,8 @@ def read_slug(root: Path) -> str:
     except FileNotFoundError:
         raise Exit(f"No pyproject.toml in {root}: run invoke inside a labdock project.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        if conflict := transaction.conflict_problem(root):
+            raise Exit(conflict) from None
         raise Exit(f"pyproject.toml does not parse ({error}): fix it, then retry.") from None
     except (KeyError, TypeError):
         raise Exit("pyproject.toml has no [project] name: restore it (it names the image).") from None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -32,6 +33,7 @@ JOURNAL = "replace.json"  # in .labdock/: the renames of a replacement under way
 NEW_SUFFIX = ".labdock-new"  # a new file, written beside its target until it is renamed over it
 STAGING_PREFIX = "staging-"  # .labdock/staging-*: Poetry's working copies
 
+CONFLICT_MARKER = re.compile(r"^(<{7}|={7}|>{7})( |$)")  # what git leaves in a file it could not merge
 # Exit code of an interrupted task, as a shell reports a process ended by Ctrl-C.
 INTERRUPTED = 130
 
@@ -160,6 +162,30 @@ def staging(root: Path) -> Iterator[Path]:
 def staged(folder: Path) -> dict[str, bytes]:
     """What Poetry left in a staging folder, as replace() takes it."""
     return {name: (folder / name).read_bytes() for name in FILES if (folder / name).exists()}
+
+
+def conflict_marker(path: Path) -> int | None:
+    """The line number of the first git conflict marker in a file, or None."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return next((number for number, line in enumerate(file, 1) if CONFLICT_MARKER.match(line)), None)
+    except FileNotFoundError:
+        return None
+
+
+def conflict_problem(root: Path) -> str | None:
+    """A one-line cause and fix when pyproject.toml or poetry.lock holds git conflict markers."""
+    if line := conflict_marker(root / "poetry.lock"):
+        return (
+            f"poetry.lock has a git conflict marker at line {line}: take one side "
+            "(`git checkout --ours poetry.lock` or `--theirs`), then run `invoke lock`."
+        )
+    if line := conflict_marker(root / "pyproject.toml"):
+        return (
+            f"pyproject.toml has a git conflict marker at line {line}: edit it to keep the lines you "
+            "want (delete the markers), then run `invoke lock`."
+        )
+    return None
 
 
 # ----------------------------------------------------------------------------- interrupts

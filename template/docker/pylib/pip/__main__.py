@@ -48,7 +48,8 @@ def ask_helper(verb: str, packages: list[str]) -> int:
     if not serving.startswith(socket.gethostname()):
         return fail(
             "labdock's helper is not running for this server, so pip cannot install here: run "
-            f"`{host_command(verb, packages)}` on the host (no restart needed), or `invoke up` to start the helper."
+            f"`{host_command(verb, packages)}` on the host (no restart needed), or `invoke up` to start "
+            "the helper."
         )
     request_id = uuid.uuid4().hex
     request = PIP / "requests" / f"{request_id}.json"
@@ -102,12 +103,16 @@ def install(args: list[str]) -> int:
     if refused:
         return fail(
             f"pip in this lab records packages in poetry.lock and takes names only (`pip install rich` or "
-            f"'rich>=13'), not {' '.join(refused)}: for that, edit pyproject.toml on the host and run `invoke lock`."
+            f"'rich>=13'), not {' '.join(refused)}: for that, edit pyproject.toml on the host and run "
+            "`invoke lock`."
         )
     if not packages:
         return fail("Name a package: pip install NAME")
     if options & UPGRADE:  # Poetry's way to say "the newest version"
-        packages = [f"{name}@latest" if name.replace("-", "").replace("_", "").replace(".", "").isalnum() else name for name in packages]
+        packages = [
+            f"{name}@latest" if name.replace("-", "").replace("_", "").replace(".", "").isalnum() else name
+            for name in packages
+        ]
     return ask_helper("add", packages)
 
 
@@ -135,8 +140,13 @@ def show(names: list[str]) -> int:
             return fail(f"WARNING: Package(s) not found: {name}")
         if index:
             print("---")
-        requires = sorted({req.split(";")[0].split("[")[0].split(" ")[0].strip("<>=!~") for req in dist.requires or []})
-        print(f"Name: {dist.metadata['Name']}\nVersion: {dist.version}\nSummary: {dist.metadata['Summary'] or ''}")
+        requires = sorted(
+            {req.split(";")[0].split("[")[0].split(" ")[0].strip("<>=!~") for req in dist.requires or []}
+        )
+        print(
+            f"Name: {dist.metadata['Name']}\nVersion: {dist.version}\n"
+            f"Summary: {dist.metadata['Summary'] or ''}"
+        )
         print(f"Location: {dist.locate_file('')}\nRequires: {', '.join(requires)}")
     return 0
 
