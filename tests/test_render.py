@@ -37,6 +37,7 @@ TASKS = [
     "url",
     "doctor",
     "add",
+    "remove",
     "run-notebook",
     "lab",
     "update",
@@ -316,6 +317,8 @@ def test_generated_workflow_passes_actionlint_and_the_schema(project, actionlint
     # One build path and one publish path: CI runs the project's own tasks.
     assert "invoke build" in image_steps and "invoke up" in image_steps
     assert "invoke run-notebook notebooks --marked --timeout 600" in image_steps
+    # One parametrized run (the starter notebook declares `greeting` in its `parameters` cell).
+    assert any(" -p greeting=Hi" in step for step in image_steps if step.startswith("invoke run-notebook"))
     assert any(step.endswith("invoke push") for step in publish_steps)
     assert not [
         step for job in jobs.values() for step in job["steps"] if "build-push" in step.get("uses", "")
