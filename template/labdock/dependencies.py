@@ -9,6 +9,7 @@ A failure or an interrupt before that point leaves the project exactly as it was
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import time
@@ -79,6 +80,7 @@ def change(
     build: bool = True,
     builder: str = "",
     cid: str | None = None,
+    interrupts: Interrupts | None = None,
 ) -> bool:
     """`poetry add` or `poetry remove` the packages as one transaction (see the module docstring).
     Returns whether the files changed. `builder` pins the image Poetry and uv come from, `cid` the
@@ -87,8 +89,10 @@ def change(
     what = f"poetry {verb} {' '.join(packages)}"
     script = shlex.join(["poetry", verb, "--lock", *(["--group", group] if group else []), "--", *packages])
     started = time.monotonic()
-    with Interrupts() as interrupts:
-        builder = builder or locking.ensure_builder(p)
+    with contextlib.ExitStack() as stack:
+        interrupts = interrupts or stack.enter_context(Interrupts())
+        with interrupts.step(f"before Poetry ran; {UNCHANGED}."):
+            builder = builder or locking.ensure_builder(p)
         with transaction.staging(p.root) as folder:
             result = locking.poetry(p, folder, script, interrupts, builder=builder)
             interrupts.check(f"Poetry was stopped; {UNCHANGED}.")
@@ -149,6 +153,14 @@ def change(
 # ----------------------------------------------------------------------------- tasks
 
 
+def start(c: Context, interrupts: Interrupts) -> Project:
+    """The project, once the engine answers; Ctrl-C from here on ends in one line, not a traceback."""
+    with interrupts.step(f"before anything ran; {UNCHANGED}."):
+        p = Project.load(c)
+        engine.require_engine(p)
+    return p
+
+
 @task(
     help={
         "upgrade": "Re-resolve every dependency to the newest allowed version "
@@ -158,9 +170,9 @@ def change(
 @exclusive
 def lock(c: Context, upgrade: bool = False) -> None:
     """Resolve pyproject.toml into poetry.lock, with Poetry in a container (no Poetry on the host)."""
-    p = Project.load(c)
-    engine.require_engine(p)
-    locking.lock(p, upgrade=upgrade)
+    with Interrupts() as interrupts:
+        p = start(c, interrupts)
+        locking.lock(p, upgrade=upgrade, interrupts=interrupts)
 
 
 @task(
@@ -173,9 +185,8 @@ def lock(c: Context, upgrade: bool = False) -> None:
 @exclusive
 def add(c: Context, package: str, group: str = "") -> None:
     """Add a dependency: locked, importable at once in the running JupyterLab (no restart), image rebuilt."""
-    p = Project.load(c)
-    engine.require_engine(p)
-    change(p, "add", [package], group)
+    with Interrupts() as interrupts:
+        change(start(c, interrupts), "add", [package], group, interrupts=interrupts)
 
 
 @task(
@@ -188,6 +199,5 @@ def add(c: Context, package: str, group: str = "") -> None:
 @exclusive
 def remove(c: Context, package: str, group: str = "") -> None:
     """Remove a dependency from pyproject.toml, poetry.lock and the running JupyterLab; image rebuilt."""
-    p = Project.load(c)
-    engine.require_engine(p)
-    change(p, "remove", [package], group)
+    with Interrupts() as interrupts:
+        change(start(c, interrupts), "remove", [package], group, interrupts=interrupts)

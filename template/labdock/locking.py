@@ -146,8 +146,8 @@ def poetry(
     The container is named and watched: Ctrl-C, SIGTERM and the end of this process remove it,
     so no Poetry keeps running after the task.
     """
-    builder = builder or ensure_builder(p)
-    interrupts.check(f"before Poetry ran; {UNCHANGED}.")
+    with interrupts.step(f"before Poetry ran; {UNCHANGED}."):
+        builder = builder or ensure_builder(p)
     _, run_flags = index_args(p)
     name = container_name(p)
     with lifeline(name) as cut, interrupts.cancel_with(cut):
@@ -233,14 +233,16 @@ def refuse_conflicts(p: Project) -> None:
         raise Exit(problem)
 
 
-def lock(p: Project, upgrade: bool = False) -> None:
+def lock(p: Project, upgrade: bool = False, interrupts: Interrupts | None = None) -> None:
     """Resolve pyproject.toml into poetry.lock (a fresh lock is left alone unless upgrading)."""
     refuse_conflicts(p)
     started = time.monotonic()
     # `poetry check --lock` takes a second; resolving again, even keeping every version, can
     # take half a minute from an empty cache.
     script = "poetry lock --regenerate" if upgrade else "poetry check --lock >/dev/null 2>&1 || poetry lock"
-    with Interrupts() as interrupts, transaction.staging(p.root) as folder:
+    with contextlib.ExitStack() as stack:
+        interrupts = interrupts or stack.enter_context(Interrupts())
+        folder = stack.enter_context(transaction.staging(p.root))
         result = poetry(p, folder, script, interrupts)
         interrupts.check(f"Poetry was stopped; {UNCHANGED}.")
         if not result.ok:

@@ -242,6 +242,18 @@ class Interrupts:
     def happened(self) -> bool:
         return self.signal is not None
 
+    @contextlib.contextmanager
+    def step(self, state: str) -> Iterator[None]:
+        """A step that a signal may make fail (the terminal's Ctrl-C also stops the docker command
+        it runs): its failure after a signal, or the signal itself, ends the task as interrupted."""
+        try:
+            yield
+        except Exit:
+            if self.happened:
+                raise Exit(f"Interrupted: {state}", code=INTERRUPTED) from None
+            raise
+        self.check(state)
+
     def check(self, state: str) -> None:
         """End the task if a signal came: 'Interrupted: <state>'."""
         if self.signal is not None:
