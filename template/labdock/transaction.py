@@ -23,6 +23,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Self
 
 from invoke import Exit
 
@@ -207,7 +208,7 @@ class Interrupts:
         self._cancel: Callable[[], None] | None = None
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> Interrupts:
+    def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
             for number in SIGNALS:
                 self._previous[number] = signal.signal(number, self._caught)
