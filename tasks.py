@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -18,6 +19,7 @@ from locks.place import lock_name
 
 REPO = Path(__file__).resolve().parent
 LOCKS = REPO / "locks"
+DEMO_MARKER = ".labdock-demo"  # written into every folder `invoke demo` renders
 
 
 @task(
@@ -30,10 +32,18 @@ LOCKS = REPO / "locks"
 def demo(c: Context, dest: str = "", up: bool = True, data: str = "") -> None:
     """Render this checkout (uncommitted changes included) with default answers and start it."""
     target = Path(dest or REPO / "demo").resolve()
-    if target.exists():
-        shutil.rmtree(target)
+    if target.exists() and any(target.iterdir()):
+        if not (target / DEMO_MARKER).is_file():
+            raise Exit(f"{target} is not empty and was not made by `invoke demo`: choose another --dest.")
+        shutil.rmtree(target)  # an earlier demo: replaced
     answers = [f"--data={item.strip()}" for item in data.split(",") if item.strip()]
-    c.run(f"copier copy --trust --defaults --vcs-ref=HEAD {' '.join(answers)} {REPO} {target}")
+    c.run(
+        shlex.join(
+            ["copier", "copy", "--trust", "--defaults", "--vcs-ref=HEAD", *answers, str(REPO), str(target)]
+        )
+    )
+    target.mkdir(parents=True, exist_ok=True)
+    (target / DEMO_MARKER).write_text("Rendered by `invoke demo`; it may delete this folder.\n")
     if up:
         with c.cd(str(target)):
             c.run("invoke up", pty=True)

@@ -114,3 +114,93 @@ standin_image() {  # standin_image PYTHON_VERSION DEBIAN_SUITE
   tar -C "$rootfs" -c . | docker import --change 'CMD ["python3"]' - "$tag" >/dev/null
   rm -rf "$rootfs"
 }
+
+# A private sshd on 127.0.0.1:$LABDOCK_SSHD_PORT whose logins reach this engine, so the e2e tests
+# can drive it as a remote one: DOCKER_HOST=ssh://labdock-remote. The docker CLI runs the system
+# ssh and takes no -i/-o, so key, port, known-hosts file and multiplexing go into an ssh config
+# host alias (a file of ours, Included from ~/.ssh/config). Key-only, loopback only.
+LABDOCK_SSHD_PORT=${LABDOCK_SSHD_PORT:-2222}
+LABDOCK_SSH_ALIAS=labdock-remote
+sshd_start() {
+  local dir="$LABDOCK_CI_STATE/sshd"
+  if ! [ -x /usr/sbin/sshd ]; then
+    log "apt-get install openssh-server"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null
+  fi
+  mkdir -p "$dir"
+  chmod 700 "$dir"
+  [ "$(id -u)" = 0 ] && mkdir -p /run/sshd  # privilege separation directory, needed as root
+  [ -f "$dir/host_key" ] || ssh-keygen -q -t ed25519 -N '' -C labdock-ci-host -f "$dir/host_key"
+  [ -f "$dir/client_key" ] || ssh-keygen -q -t ed25519 -N '' -C labdock-ci-client -f "$dir/client_key"
+  cp "$dir/client_key.pub" "$dir/authorized_keys"
+  # StrictModes no: the keys live under /var/tmp, which is world-writable (sticky), and sshd
+  # would refuse them. MaxStartups: the docker CLI opens many logins at once (a build opened 11)
+  # and the default 10:30:100 drops some ("kex_exchange_identification: Connection closed").
+  cat >"$dir/sshd_config" <<CONF
+ListenAddress 127.0.0.1:$LABDOCK_SSHD_PORT
+HostKey $dir/host_key
+PidFile $dir/sshd.pid
+AuthorizedKeysFile $dir/authorized_keys
+AllowUsers $(id -un)
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+MaxStartups 200:30:400
+SetEnv DOCKER_HOST=$DOCKER_HOST
+CONF
+  cat >"$dir/ssh_config" <<CONF
+# Written by labdock's .ci/engine.sh (sshd_start): the test engine, reached over ssh.
+Host $LABDOCK_SSH_ALIAS
+  HostName 127.0.0.1
+  Port $LABDOCK_SSHD_PORT
+  User $(id -un)
+  IdentityFile $dir/client_key
+  IdentitiesOnly yes
+  UserKnownHostsFile $dir/known_hosts
+  StrictHostKeyChecking accept-new
+  BatchMode yes
+  ControlMaster auto
+  ControlPath $dir/cm-%C
+  ControlPersist 120
+CONF
+  # ssh reads ~/.ssh/config of the account (not $HOME): add one Include line at its top, where
+  # it applies to every host; an existing config keeps the rest of its lines.
+  local user_dir user_config include="Include $dir/ssh_config"
+  user_dir="$(getent passwd "$(id -un)" | cut -d: -f6)/.ssh"
+  user_config="$user_dir/config"
+  mkdir -p "$user_dir"
+  chmod 700 "$user_dir"
+  if ! grep -qxF "$include" "$user_config" 2>/dev/null; then
+    { echo "$include"; cat "$user_config" 2>/dev/null || true; } >"$user_config.labdock-new"
+    chmod 600 "$user_config.labdock-new"
+    mv "$user_config.labdock-new" "$user_config"
+  fi
+  if [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; then
+    kill -HUP "$(cat "$dir/sshd.pid")"  # running: reread the config written above
+    sleep 1
+  else
+    log "starting a private sshd on 127.0.0.1:$LABDOCK_SSHD_PORT (DOCKER_HOST=ssh://$LABDOCK_SSH_ALIAS)"
+    /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
+  fi
+  for _ in $(seq 20); do
+    ssh "$LABDOCK_SSH_ALIAS" true 2>/dev/null && return 0
+    sleep 0.5
+  done
+  tail -20 "$dir/sshd.log"
+  ssh "$LABDOCK_SSH_ALIAS" true
+  echo "sshd on 127.0.0.1:$LABDOCK_SSHD_PORT does not accept logins" >&2
+  return 1
+}
+
+# Stops the ssh multiplexing master and the sshd that sshd_start started (by its pid file).
+sshd_stop() {
+  local dir="$LABDOCK_CI_STATE/sshd"
+  [ -f "$dir/ssh_config" ] && { ssh -O exit "$LABDOCK_SSH_ALIAS" 2>/dev/null || true; }
+  [ -f "$dir/sshd.pid" ] || return 0
+  kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true
+  rm -f "$dir/sshd.pid"
+}

@@ -66,11 +66,19 @@ def invoke(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_an_unmodified_tasks_py_is_replaced(legacy_repo, tmp_path):
     project = legacy_project(legacy_repo, tmp_path / "project")
+    env_file = project / ".env"  # as the old `invoke up` wrote it: the token is JUPYTER_TOKEN
+    env_file.write_text(f"# Created by `invoke up`.\nJUPYTER_TOKEN={'5e' * 32}\nLABDOCK_PORT=8888\n")
+    env_file.chmod(0o600)
     copier("update", "--defaults", "--trust", "--conflict=inline", "--vcs-ref", "0.2.0", str(project))
     assert conflicts(project) == []
     assert (project / "tasks.py").read_text() == (REPO / "template" / "tasks.py").read_text()
     assert (project / "labdock" / "__init__.py").is_file()
     assert answers(project)["_commit"] == "0.2.0"
+    # The token keeps its value under its new name (a JUPYTER_TOKEN in the shell no longer wins).
+    assert (
+        env_file.read_text() == f"# Created by `invoke up`.\nLABDOCK_TOKEN={'5e' * 32}\nLABDOCK_PORT=8888\n"
+    )
+    assert (env_file.stat().st_mode & 0o777) == 0o600
     listed = invoke(project, "--list").stdout
     for name in ("build", "up", "down", "lock", "add", "run-notebook", "push", "update", "doctor"):
         assert f"  {name} " in listed

@@ -7,6 +7,7 @@ hadolint finds no errors in the Dockerfile, and `invoke --list` lists every task
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -21,7 +22,7 @@ import pytest
 import yaml
 
 from tests import precommit
-from tests.rendering import render
+from tests.rendering import choices, questions, render, tool
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,50 +46,36 @@ TASKS = [
     "prepare",
 ]
 
-MATRIX = [
-    {
-        "project_name": "Tumor Segmentation",
-        "stack": "minimal",
-        "python_version": "3.11",
-        "gpu": "none",
-        "ci": False,
-    },
-    {
-        "project_name": "Churn 2025",
-        "stack": "scipy",
-        "python_version": "3.12",
-        "gpu": "nvidia",
-        "registry": "ghcr.io/acme",
-        "cpu_limit": "4",
-        "memory_limit": "12g",
-        "tensorboard": True,
-    },
-    {
-        "project_name": "Vision Lab",
-        "stack": "pytorch",
-        "python_version": "3.13",
-        "gpu": "nvidia",
-        "jupyter_port": "9999",
-    },
-    {
-        "project_name": 'Edge Case\'s "Quotes"',
-        "stack": "scipy",
-        "python_version": "3.14",
-        "gpu": "none",
-        "registry": "127.0.0.1:5000/team",
-        "devcontainer": False,
-    },
-    {
-        "project_name": "Speech CPU",
-        "stack": "pytorch",
-        "python_version": "3.11",
-        "gpu": "none",
-        "r_kernel": True,
-        "cpu_limit": "1.5",
-        "tensorboard": True,
-        "tensorboard_port": "6106",
-    },
+QUESTIONS = questions()
+
+
+def matrix() -> list[dict]:
+    """Answer sets covering copier.yml's choices: every stack with every gpu choice (the template
+    branches on the pair), python_version's choices in turn, each yes/no question both ways, and
+    free-text answers that are not the defaults spread over the rows."""
+    stacks, gpus = choices(QUESTIONS["stack"]), choices(QUESTIONS["gpu"])
+    pythons = choices(QUESTIONS["python_version"])
+    flags = [name for name, spec in QUESTIONS.items() if spec.get("type") == "bool"]
+    rows = []
+    for index, (stack, gpu) in enumerate((stack, gpu) for stack in stacks for gpu in gpus):
+        row = {"stack": stack, "gpu": gpu, "python_version": pythons[index % len(pythons)]}
+        for shift, flag in enumerate(flags):  # on and off in turn, each flag shifted by one row
+            row[flag] = (index + shift) % 2 == 0
+        row.update(EXTRAS[index % len(EXTRAS)])
+        rows.append(row)
+    return rows
+
+
+# Free-text answers that are not the defaults (valid ones; bad ones are in test_answers.py).
+EXTRAS = [
+    {"project_name": "Tumor Segmentation"},
+    {"project_name": "Churn 2025", "registry": "ghcr.io/acme", "cpu_limit": "4", "tensorboard_port": "6106"},
+    {"project_name": "Vision Lab", "jupyter_port": "9999", "memory_limit": "12g"},
+    {"project_name": 'Edge Case\'s "Quotes" {x} $HOME', "registry": "127.0.0.1:5000/team"},
+    {"project_name": "Café Crème 🙂", "cpu_limit": "1.5", "memory_limit": "1.5g"},
+    {"project_name": "yes"},
 ]
+MATRIX = matrix()
 STACK_PACKAGES = {
     "minimal": {"jupyterlab", "ipykernel", "ipywidgets"},
     "scipy": {"numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "seaborn"},
@@ -107,14 +94,6 @@ STACK_LAYERS = {
 def project(request, tmp_path_factory) -> tuple[Path, dict]:
     answers = request.param
     return render(tmp_path_factory.mktemp("render") / "p", **answers), answers
-
-
-def tool(name: str) -> str:
-    """A tool installed next to this Python (the nox session's venv), else on PATH."""
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which(name)
-    assert found, f"{name} is not installed: run the tests through nox"
-    return found
 
 
 def run_in(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -186,7 +165,7 @@ def test_answers_file_and_yaml_parse(project):
 
 
 def compose_config(root: Path, *args: str, **env: str) -> dict:
-    env = {"PATH": "/usr/bin:/bin", "JUPYTER_TOKEN": "t" * 64, **env}
+    env = {"PATH": "/usr/bin:/bin", "LABDOCK_TOKEN": "t" * 64, **env}
     result = run_in(root, tool("docker-compose"), *args, "config", "--format", "json", **env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -195,7 +174,7 @@ def compose_config(root: Path, *args: str, **env: str) -> dict:
 def test_compose_config_accepts_the_files(project):
     root, answers = project
     compose = tool("docker-compose")
-    env = {"PATH": "/usr/bin:/bin", "JUPYTER_TOKEN": "t" * 64}
+    env = {"PATH": "/usr/bin:/bin", "LABDOCK_TOKEN": "t" * 64}
     files = [["-f", "compose.yaml"]]
     if answers["gpu"] == "nvidia":
         files.append(["-f", "compose.yaml", "-f", "compose.gpu.yaml"])
@@ -256,7 +235,7 @@ def test_compose_refuses_to_start_without_a_token(project):
     root, _ = project
     result = run_in(root, tool("docker-compose"), "config", PATH="/usr/bin:/bin")
     assert result.returncode != 0
-    assert "JUPYTER_TOKEN is not set" in result.stderr
+    assert "LABDOCK_TOKEN is not set" in result.stderr
 
 
 def test_hadolint_finds_no_errors(project):
@@ -384,13 +363,44 @@ def test_precommit_config_is_valid(project):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+NOTEBOOK_RUNNER = """
+import ast, sys
+sys.path.insert(0, {src!r})
+*body, last = ast.parse(sys.stdin.read()).body
+scope = {{}}
+exec(compile(ast.Module(body, []), "notebook", "exec"), scope)
+print(eval(compile(ast.Expression(last.value), "notebook", "eval"), scope))
+print(sys.modules[{package!r}].__file__)
+"""
+
+
 def test_starter_notebook_imports_the_package(project):
+    """The starter notebook's code (its % magics left out) runs in a fresh interpreter with src/ on
+    the path, as the kernel has it: it imports the project's own package, whose greeting is its
+    last line's value."""
     root, _ = project
-    package = yaml.safe_load((root / ".copier-answers.yml").read_text())["package_name"]
+    recorded = yaml.safe_load((root / ".copier-answers.yml").read_text())
+    package = recorded["package_name"]
     notebook = json.loads(next((root / "notebooks").glob("*.ipynb")).read_text())
-    code = "".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
-    assert f"import {package}" in code
-    assert (root / "src" / package / "__init__.py").exists()
+    code = "".join(
+        "".join(cell["source"]) + "\n" for cell in notebook["cells"] if cell["cell_type"] == "code"
+    )
+    python = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("%"))
+    imports = [node for node in ast.walk(ast.parse(python)) if isinstance(node, ast.Import | ast.ImportFrom)]
+    assert {alias.name for node in imports for alias in node.names} == {package}
+    runner = NOTEBOOK_RUNNER.format(src=str(root / "src"), package=package)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", runner],
+        input=python,
+        cwd=root / "notebooks",
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"Hello, world, from {recorded['project_name']}!",
+        str(root / "src" / package / "__init__.py"),
+    ]
 
 
 def git_tree(root: Path) -> None:
@@ -415,7 +425,7 @@ def test_precommit_refuses_rejects_tokens_markers_and_keys_and_strips_outputs(tm
     root = render(tmp_path / "guarded")
     git_tree(root)
     (root / "pyproject.toml.rej").write_text("@@ -1 +1 @@\n")
-    (root / ".env").write_text("JUPYTER_TOKEN=secret\n")
+    (root / ".env").write_text("LABDOCK_TOKEN=secret\n")
     (root / "notes.md").write_text("<<<<<<< before updating\nmine\n=======\ntheirs\n>>>>>>> after updating\n")
     key = "RSA " + "PRIVATE KEY"  # split, so that this file itself passes detect-private-key
     (root / "id_rsa").write_text(f"-----BEGIN {key}-----\nMIIE\n-----END {key}-----\n")

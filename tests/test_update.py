@@ -3,9 +3,9 @@
 The `template_repo` fixture copies this checkout's working tree (uncommitted files included) into
 a fresh repository, commits it and tags it `0.1.0`, then makes a fake next release, tagged
 `0.2.0` (see `release_0_2_0`): a template change in a line of the Dockerfile, a new dev
-dependency in pyproject.toml, a new template-owned file, and the token variable renamed to
-LABDOCK_TOKEN in compose.yaml, which the 0.2.0 migration (migrations/env_token_name.py) carries
-into the projects' `.env`. Projects are rendered from `0.1.0` with the copier CLI, committed (the
+dependency in pyproject.toml and a new template-owned file. The 0.2.0 migrations run and change
+nothing here (this checkout is already 0.2.0's layout); tests/test_layout_update.py updates from
+the real previous release. Projects are rendered from `0.1.0` with the copier CLI, committed (the
 copy's `git init` task made them repositories), edited like a user would, committed again and
 updated.
 
@@ -206,12 +206,6 @@ def release_0_2_0(repo: Path) -> None:
     template = repo / "template"
     edit(template / "Dockerfile.jinja", r"^ARG POETRY_VERSION=.*$", "ARG POETRY_VERSION=2.6.0")
     edit(template / "pyproject.toml.jinja", r'^pytest = ".*"$', '\\g<0>\npytest-cov = ">=6.0"')
-    edit(
-        template / "compose.yaml.jinja",
-        r"\$\{JUPYTER_TOKEN:\?JUPYTER_TOKEN",
-        "${LABDOCK_TOKEN:?LABDOCK_TOKEN",
-    )
-    edit(template / "labdock" / "envfile.py", r'^TOKEN = "JUPYTER_TOKEN"$', 'TOKEN = "LABDOCK_TOKEN"')
     (template / ".editorconfig").write_text(
         "root = true\n\n[*]\nend_of_line = lf\ninsert_final_newline = true\n"
     )
@@ -448,34 +442,35 @@ def test_notebooks_code_data_and_tests_are_never_touched(template_repo, tmp_path
     assert "ARG POETRY_VERSION=2.6.0" in (project / "Dockerfile").read_text()  # template-owned: updated
     assert answers(project)["_commit"] == "0.3.0"
 
+    # `copier recopy` renders everything again, as a copy: the project's own files still stay.
+    commit_all(project, "updated")
+    copier("recopy", "--defaults", "--trust", "--overwrite", "--quiet", str(project))
+    after = user_owned(project)
+    assert {rel: after.get(rel) for rel in owned} == owned
+    assert (project / "notebooks" / "tour.ipynb").is_file()  # a new starter: nothing to overwrite
+
 
 # ---------------------------------------------------------------- 7. migration, copy task
 
 
-def test_update_from_the_oldest_tag_runs_the_migration(template_repo, tmp_path):
+def test_update_from_the_oldest_tag_runs_the_migrations(template_repo, tmp_path):
     project = new_project(template_repo, tmp_path / "project")
-    env_file = project / ".env"  # as `invoke up` writes it
+    env_file = project / ".env"  # as `invoke up` writes it (this checkout already names it LABDOCK_TOKEN)
     env_file.write_text(
-        f"# Created by `invoke up`. Keep it secret; never commit it.\nJUPYTER_TOKEN={TOKEN}\n"
+        f"# Created by `invoke up`. Keep it secret; never commit it.\nLABDOCK_TOKEN={TOKEN}\n"
     )
     env_file.chmod(0o600)
+    before = env_file.read_text()
     assert not git(project, "status", "--porcelain"), ".env must be gitignored"
     assert git(template_repo, "describe", "--tags", "HEAD").strip() == "0.2.0"
 
     result = update(project, ref=None)  # what users run: the newest release tag
-    assert "labdock migration 0.2.0: .env: JUPYTER_TOKEN renamed to LABDOCK_TOKEN" in result.stdout
-    assert (
-        env_file.read_text()
-        == f"# Created by `invoke up`. Keep it secret; never commit it.\nLABDOCK_TOKEN={TOKEN}\n"
-    )
+    assert "labdock migration 0.2.0: .env already sets LABDOCK_TOKEN" in result.stdout
+    assert "tasks.py already loads labdock/" in result.stdout
+    assert env_file.read_text() == before
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    assert "${LABDOCK_TOKEN:?" in (project / "compose.yaml").read_text()
     assert answers(project)["_commit"] == "0.2.0"
     assert_same_tree(project, render(template_repo, tmp_path / "fresh", "HEAD"), ignore=(".env",))
-
-    again = run([sys.executable, str(REPO / "migrations" / "env_token_name.py"), str(project)])
-    assert "already sets LABDOCK_TOKEN" in again.stdout
-    assert env_file.read_text().count(TOKEN) == 1 and "JUPYTER_TOKEN" not in env_file.read_text()
 
 
 def test_migration_leaves_env_alone_unless_compose_reads_the_new_name(tmp_path):

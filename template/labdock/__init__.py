@@ -33,6 +33,7 @@ from . import (
     container,
     dependencies,
     doctor,
+    guard,
     image,
     notebooks,
     project,
@@ -67,5 +68,7 @@ def namespace() -> Collection:
         doctor.doctor,
         server.prepare,
     )
+    for name in ns.task_names:
+        guard.one_line_errors(ns[name])
     ns.configure({"labdock": settings.DEFAULTS})
     return ns

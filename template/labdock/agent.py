@@ -205,7 +205,7 @@ class Helper:
             except Exit as error:
                 print(error.message)
                 code = error.code or 1
-            except Exception as error:  # noqa: BLE001 - the helper must outlive any one request
+            except Exception as error:  # noqa: BLE001, RUF100 - the helper outlives any request
                 print(f"labdock's helper failed: {error!r}; run `invoke {verb} ...` on the host.")
         self.finish(request_id, code)
         taken.unlink(missing_ok=True)

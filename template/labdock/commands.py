@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -10,11 +11,22 @@ import time
 
 from invoke import Context, Result
 
+# cmd.exe's own metacharacters: outside double quotes a caret makes each one literal. The double
+# quote itself is escaped too, so cmd never sees a quoted region where carets would be literal.
+CMD_METACHARACTERS = re.compile(r'([()%!^"<>&|])')
+
+
+def quote_for_cmd(arg: str) -> str:
+    """One argument for cmd.exe /c (how Invoke runs commands on Windows): first quoted for the
+    program's own argument parsing (CommandLineToArgvW rules), then every cmd.exe metacharacter
+    escaped with a caret, so `&`, `|`, `%VAR%`, `^` and quotes reach the program as written."""
+    return CMD_METACHARACTERS.sub(r"^\1", subprocess.list2cmdline([arg]) or '""')
+
 
 def quote(arg: object) -> str:
-    """Quote one argument for the shell Invoke runs commands in."""
+    """Quote one argument for the shell Invoke runs commands in (cmd.exe on Windows, sh elsewhere)."""
     if os.name == "nt":
-        return subprocess.list2cmdline([str(arg)])
+        return quote_for_cmd(str(arg))
     return shlex.quote(str(arg))
 
 

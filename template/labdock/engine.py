@@ -4,6 +4,7 @@ for this project with its settings, find its containers and images."""
 from __future__ import annotations
 
 import os
+import re
 
 from invoke import Exit, Result
 
@@ -50,6 +51,7 @@ def compose_settings(p: Project) -> dict[str, str]:
         "LABDOCK_CPUS": s.cpus or "0",
         "LABDOCK_MEMORY": s.memory or "0",
         "LABDOCK_TENSORBOARD_PORT": str(s.tensorboard_port),
+        "LABDOCK_TENSORBOARD_BIND": network.compose_bind(s.tensorboard_bind),
     }
 
 
@@ -57,11 +59,11 @@ def compose(p: Project, *args: object, gpu: bool = False, tensorboard: bool = Fa
     """Run `docker compose ARGS` for this project, from any folder, with its settings."""
     files = ["-f", p.compose_file] + (["-f", p.gpu_compose_file] if gpu else [])
     profiles = ["--profile", TENSORBOARD] if tensorboard else []
-    env = compose_settings(p)
-    if not envfile.read(p.env_file).get(envfile.TOKEN):
-        # compose.yaml refuses to parse without a token; only `up` uses it, and `up` creates .env
-        # before it starts anything, so `down`, `ps`... may go on without one.
-        env[envfile.TOKEN] = "unused-without-env-file"
+    # The token from .env, explicitly: compose would let one exported in the shell win. Without
+    # .env, compose.yaml refuses to parse; only `up` uses the token, and `up` writes .env before it
+    # starts anything, so `down`, `ps`... go on with a placeholder.
+    token = envfile.read(p.env_file).get(envfile.TOKEN)
+    env = {**compose_settings(p), envfile.TOKEN: token or "unused-without-env-file"}
     return run(
         p.c,
         "docker",
@@ -80,11 +82,14 @@ def image_exists(p: Project, ref: str) -> bool:
     return run(p.c, "docker", "image", "inspect", ref, hide=True, warn=True).ok
 
 
-def image_label(p: Project, ref: str, label: str) -> str:
-    """A label of a local image ('' when the image or the label is missing)."""
-    return output(
-        p.c, "docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{label}"}}}}', ref
-    )
+def label(p: Project, kind: str, ref: str, name: str) -> str:
+    """A label of a local image or a container (kind "image" / "container"); '' when missing."""
+    value = output(p.c, "docker", kind, "inspect", "--format", f'{{{{index .Config.Labels "{name}"}}}}', ref)
+    return "" if value == "<no value>" else value
+
+
+def image_label(p: Project, ref: str, name: str) -> str:
+    return label(p, "image", ref, name)
 
 
 def container_id(p: Project, service: str = SERVICE) -> str:
@@ -124,6 +129,40 @@ def container_env(p: Project, cid: str) -> dict[str, str]:
 
 def is_nvidia_error(error: str) -> bool:
     return any(sign in error for sign in NVIDIA_ERRORS)
+
+
+def no_gpu_runtime(command: str) -> str:
+    """The one line for a GPU request the engine cannot serve, naming the command without it."""
+    return (
+        "The Docker engine has no NVIDIA GPU runtime: install the NVIDIA Container Toolkit and "
+        f"restart Docker, or run without the GPUs: `{command} --no-gpu` (or gpu: none in invoke.yaml)."
+    )
+
+
+def leftovers(p: Project) -> list[str]:
+    """Containers of this project that a failed or interrupted start left behind: never started
+    (Created), or renamed by Compose while it replaced a container (`<id>_<name>`)."""
+    listing = output(
+        p.c,
+        "docker",
+        "ps",
+        "--all",
+        "--filter",
+        f"label=com.docker.compose.project={p.compose_project}",
+        "--format",
+        "{{.ID}} {{.State}} {{.Names}}",
+    )
+    found = []
+    for line in listing.splitlines():
+        cid, state, name = [*line.split(" ", 2), "", ""][:3]
+        if state == "created" or re.match(r"[0-9a-f]{12}_", name):
+            found.append(cid)
+    return found
+
+
+def remove_leftovers(p: Project) -> None:
+    if doomed := leftovers(p):
+        run(p.c, "docker", "rm", "--force", *doomed, hide=True, warn=True)
 
 
 GPU_HELP = {

@@ -14,7 +14,9 @@ import secrets
 import tempfile
 from pathlib import Path
 
-TOKEN = "JUPYTER_TOKEN"
+from invoke import Exit
+
+TOKEN = "LABDOCK_TOKEN"  # compose.yaml passes it to the server as JUPYTER_TOKEN
 SETTINGS_PREFIX = "LABDOCK_"
 SETTINGS_HEADER = "# invoke.yaml's settings for compose, written by `invoke up` / `invoke prepare`:"
 TOKEN_COMMENT = "# Created by `invoke up`. Keep it secret; never commit it."
@@ -32,27 +34,56 @@ def parse_value(raw: str) -> str:
 
 
 def format_line(key: str, value: str) -> str:
-    """KEY=value, quoted when the value needs it (compose's .env syntax)."""
+    """KEY=value, quoted when the value needs it (compose's .env syntax: single quotes are
+    literal; double quotes take backslash escapes and would expand $VARIABLES, so $ is escaped)."""
     if PLAIN.fullmatch(value):
         return f"{key}={value}"
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    if "'" not in value and "\n" not in value:
+        return f"{key}='{value}'"
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("$", "\\$")
     return f'{key}="{escaped}"'
 
 
 def read(path: Path) -> dict[str, str]:
-    """The variables in a .env file ({} when there is none)."""
-    values = {}
-    for line in path.read_text().splitlines() if path.exists() else []:
+    """The variables in a .env file ({} when there is none), checked as compose reads it: a line
+    it cannot read, or a variable set twice, stops the task with the line to fix."""
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except UnicodeDecodeError:
+        raise Exit(
+            f"{path.name} is not text (it holds binary bytes): delete it; `invoke up` writes a new one."
+        ) from None
+    except OSError as error:
+        raise Exit(f"Cannot read {path.name} ({error.strerror}): fix its permissions.") from None
+    values: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
         key, sep, value = line.partition("=")
         key = key.strip().removeprefix("export ").strip()
-        if sep and key and not key.startswith("#"):
-            values[key] = parse_value(value)
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", key):
+            raise Exit(
+                f"{path.name} line {number} is not VARIABLE=value ({line.strip()[:40]!r}): fix or delete it."
+            )
+        if key in first_line:
+            raise Exit(
+                f"{path.name} sets {key} twice (lines {first_line[key]} and {number}): keep the one you mean "
+                "and delete the other."
+            )
+        first_line[key] = number
+        values[key] = parse_value(value)
     return values
 
 
 def write(path: Path, lines: list[str]) -> None:
     """Replace the file with these lines, atomically, readable by its owner only."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".env.", suffix=".tmp")
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".env.", suffix=".tmp")
+    except OSError as error:
+        raise Exit(
+            f"Cannot write {path} ({error.strerror}): labdock needs a writable project folder."
+        ) from None
     try:
         with os.fdopen(fd, "w") as stream:
             stream.write("\n".join(lines) + "\n")
@@ -76,10 +107,12 @@ def ensure_token(path: Path) -> str:
 
 
 def save_settings(path: Path, settings: dict[str, str]) -> None:
-    """Replace the block of LABDOCK_* settings, keeping every other line."""
+    """Replace the block of LABDOCK_* settings, keeping every other line (the token too)."""
+    read(path)  # a broken file is reported, not rewritten
     kept = [
         line
         for line in (path.read_text().splitlines() if path.exists() else [])
-        if not line.startswith(SETTINGS_PREFIX) and line != SETTINGS_HEADER
+        if line != SETTINGS_HEADER
+        and not (line.startswith(SETTINGS_PREFIX) and not line.startswith(TOKEN + "="))
     ]
     write(path, [*kept, SETTINGS_HEADER, *(format_line(key, value) for key, value in settings.items())])

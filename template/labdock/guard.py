@@ -1,4 +1,6 @@
-"""One task at a time per checkout: tasks that change the project or its containers take a lock.
+"""Two guards around every task. One task at a time per checkout: tasks that change the project
+or its containers take a lock. And no Python traceback reaches the user: an unexpected error ends
+the task with one line (`invoke --debug TASK` or LABDOCK_DEBUG=1 shows the traceback).
 
 The lock is an OS file lock (flock / msvcrt) on .labdock/task.lock, which the OS releases when
 the holder exits, however it exits: a killed task never leaves a stale lock behind. The file
@@ -9,14 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
-from invoke import Context, Exit
+from invoke import Context, Exit, Task
+from invoke.exceptions import Failure
 
 from . import project as project_module
 
@@ -25,8 +28,6 @@ LOCK_NAME = "task.lock"
 POLL_SECONDS = 0.2
 
 _held: set[Path] = set()  # locks this process holds (a task's own helpers may ask again)
-
-F = TypeVar("F", bound=Callable[..., object])
 
 if os.name == "nt":
     import msvcrt
@@ -99,7 +100,7 @@ def checkout_lock(root: Path, task: str, wait: bool = True) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def exclusive(task: F) -> F:
+def exclusive(task: Callable[..., object]) -> Callable[..., object]:
     """For a task that changes the project or its containers: run it under the checkout lock."""
 
     @functools.wraps(task)
@@ -107,4 +108,42 @@ def exclusive(task: F) -> F:
         with checkout_lock(project_module.ROOT, task.__name__.rstrip("_").replace("_", "-")):
             return task(c, *args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    wrapper.labdock_exclusive = True
+    return wrapper
+
+
+def debugging() -> bool:
+    return os.environ.get("LABDOCK_DEBUG") == "1" or logging.getLogger("invoke").isEnabledFor(logging.DEBUG)
+
+
+def one_line_errors(task: Task) -> Task:
+    """Make a task end with one line instead of a traceback, for an interrupt or a bug."""
+    body = task.body
+    if getattr(body, "labdock_guarded", False):
+        return task  # namespace() was called before
+
+    @functools.wraps(body)
+    def guarded(*args: object, **kwargs: object) -> object:
+        try:
+            return body(*args, **kwargs)
+        except (Exit, Failure):
+            raise  # already a message for the user (or a command's own output)
+        except KeyboardInterrupt:
+            raise Exit(
+                "Interrupted. Run the task again; `invoke doctor` shows the project's state.", code=130
+            ) from None
+        except Exception as error:
+            if debugging():
+                raise
+            where = error.__traceback__
+            while where and where.tb_next:
+                where = where.tb_next
+            place = f" at {Path(where.tb_frame.f_code.co_filename).name}:{where.tb_lineno}" if where else ""
+            raise Exit(
+                f"labdock failed unexpectedly ({type(error).__name__}: {error}{place}): "
+                "run with `invoke --debug` for the traceback, and report it if it is labdock's fault."
+            ) from None
+
+    guarded.labdock_guarded = True
+    task.body = guarded
+    return task

@@ -72,7 +72,7 @@ def container_lock(p: Project, cid: str) -> str:
     live = read_live(p)
     if live.get("container") == cid:
         return str(live.get("lock", ""))
-    return output(p.c, "docker", "inspect", "--format", f'{{{{index .Config.Labels "{LOCK_LABEL}"}}}}', cid)
+    return engine.label(p, "container", cid, LOCK_LABEL)
 
 
 def read_live(p: Project) -> dict:
@@ -152,8 +152,8 @@ def install(
     uv, ca = tool_paths(p, builder_id)
     env = ["-e", f"LABDOCK_UV={uv}", "-e", f"LABDOCK_REMOVE={' '.join(remove)}"]
     env += ["-e", f"LABDOCK_MODE={'sync' if sync else 'install' if requirements.strip() else 'none'}"]
-    if p.settings.pypi_mirror:
-        env += ["-e", f"UV_DEFAULT_INDEX={p.settings.pypi_mirror}"]
+    if p.settings.pypi_mirror:  # its value from the environment: a mirror URL may hold a password
+        env += ["-e", "UV_DEFAULT_INDEX"]
     if ca:
         env += ["-e", f"SSL_CERT_FILE={ca}"]
 
@@ -171,6 +171,7 @@ def install(
             "-c",
             INSTALL_SCRIPT,
             in_stream=Feed(requirements),
+            env={"UV_DEFAULT_INDEX": p.settings.pypi_mirror} if p.settings.pypi_mirror else {},
             warn=True,
         )
 
@@ -179,6 +180,16 @@ def install(
         copy_tools(p, cid, builder, uv, ca)
         result = attempt()
     return result
+
+
+def synced_files(p: Project, cid: str) -> set[str]:
+    """The image inputs that container cid has caught up with without a new image: pyproject.toml
+    and poetry.lock, when `add` brought its environment to the current lock."""
+    lock = p.lock_file.read_bytes() if p.lock_file.exists() else b""
+    live = read_live(p)
+    if live.get("container") == cid and live.get("lock") == hashlib.sha256(lock).hexdigest():
+        return {"pyproject.toml", "poetry.lock"}
+    return set()
 
 
 def up_flags(p: Project, gpu: bool) -> list[str]:
@@ -193,9 +204,7 @@ def up_flags(p: Project, gpu: bool) -> list[str]:
     if live.get("lock") != digest or engine.image_label(p, p.image(), LOCK_LABEL) != digest:
         return []
     wanted = engine.compose(p, "config", "--hash", SERVICE, gpu=gpu, hide=True, warn=True)
-    current = output(
-        p.c, "docker", "inspect", "--format", '{{index .Config.Labels "com.docker.compose.config-hash"}}', cid
-    )
+    current = engine.label(p, "container", cid, "com.docker.compose.config-hash")
     if not wanted.ok or current not in wanted.stdout.split():
         return []
     return ["--no-recreate"]

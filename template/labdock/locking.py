@@ -24,7 +24,7 @@ from invoke import Exit, Result
 from . import engine, transaction
 from .commands import run, since
 from .project import WORKSPACE, Project
-from .stages import docker_build, failure_hint, index_args
+from .stages import docker_build, failure_hint, index_args, index_env
 from .transaction import Interrupts
 
 BUILDER_INPUTS_LABEL = "dev.labdock.builder-inputs"
@@ -86,10 +86,11 @@ def builder_inputs(p: Project) -> str:
     return digest.hexdigest()
 
 
-def ensure_builder(p: Project) -> str:
+def ensure_builder(p: Project, quiet: bool = False) -> str:
     """The builder stage's image (Poetry, uv), built only when its inputs changed; returns its tag.
 
     `docker build` takes most of a second even when every layer is cached, on every lock and add.
+    quiet: without the build's output.
     """
     ref = p.image("builder")
     inputs = builder_inputs(p)
@@ -101,6 +102,7 @@ def ensure_builder(p: Project) -> str:
             "--label",
             f"{BUILDER_INPUTS_LABEL}={inputs}",
             failure="The builder stage (Poetry) failed to build",
+            quiet=quiet,
         )
     return ref
 
@@ -167,6 +169,7 @@ def poetry(
             "sh",
             "-c",
             script,
+            env=index_env(p),  # the mirror URL (it may hold a password) never on a command line
             warn=True,
             **run_kwargs,
         )
@@ -196,13 +199,14 @@ def conflict_problem(p: Project) -> str | None:
     return transaction.conflict_problem(p.root)
 
 
-def lock_problem(p: Project) -> str | None:
-    """None when poetry.lock exists and matches pyproject.toml, else a one-line cause and fix."""
+def lock_problem(p: Project, quiet: bool = False) -> str | None:
+    """None when poetry.lock exists and matches pyproject.toml, else a one-line cause and fix.
+    quiet: without the builder stage's build output (doctor prints one line per check)."""
     if not p.lock_file.exists():
         return "poetry.lock is missing: run `invoke lock` (the build runs it for you), then commit it."
     if problem := conflict_problem(p):
         return problem
-    builder = ensure_builder(p)
+    builder = ensure_builder(p, quiet=quiet)
     result = run(
         p.c,
         "docker",

@@ -52,24 +52,42 @@ def start(p: Project, gpu: bool = False, rebuild: bool = False) -> str:
         )
     if s.tensorboard:
         tensorboard.check_port(p)
+    engine.remove_leftovers(p)  # of an earlier start that failed or was interrupted
     keep = live.up_flags(p, gpu)  # a server that `add` brought to the current lock keeps running
-    result = compose(
-        p, "up", "--detach", "--no-build", *keep, gpu=gpu, tensorboard=s.tensorboard, warn=True, hide="stderr"
-    )
+    try:
+        result = compose(
+            p,
+            "up",
+            "--detach",
+            "--no-build",
+            *keep,
+            gpu=gpu,
+            tensorboard=s.tensorboard,
+            warn=True,
+            hide="stderr",
+        )
+    except KeyboardInterrupt:
+        raise Exit(
+            "Interrupted while (re)starting JupyterLab: the server may be down. `invoke up` starts "
+            "it again (and removes what the interruption left).",
+            code=130,
+        ) from None
     if not result.ok:
         error = result.stderr.strip()
+        engine.remove_leftovers(p)  # nothing half-made stays
         if gpu and engine.is_nvidia_error(error):
-            raise Exit(
-                "The Docker engine has no NVIDIA GPU runtime: install the NVIDIA Container "
-                "Toolkit and restart Docker, or start without --gpu (and gpu: none)."
-            )
+            raise Exit(engine.no_gpu_runtime("invoke up"))
         if "address already in use" in error or "port is already allocated" in error:
             raise Exit(
                 f"Port {s.port} on {s.bind} is already in use: stop what uses it, or set "
                 "INVOKE_LABDOCK_PORT to another port."
             )
+        if not error:
+            raise Exit(
+                f"`docker compose up` failed without a message (exit {result.exited}): try `invoke up` again."
+            )
         print(error, file=sys.stderr)
-        raise Exit("`docker compose up` failed (error above).")
+        raise Exit("`docker compose up` failed (error above): the server is down; fix it, then `invoke up`.")
     wait_until_healthy(p)
     agent.ensure(p)  # `pip install` in the lab goes through it
     url = server_url(p)
@@ -131,7 +149,7 @@ def wait_until_healthy(p: Project) -> None:
 def server_token(p: Project) -> str:
     """The token the running server was started with (.env may have changed since)."""
     cid = engine.container_id(p)
-    token = engine.container_env(p, cid).get(envfile.TOKEN) if cid else None
+    token = engine.container_env(p, cid).get("JUPYTER_TOKEN") if cid else None  # as the server has it
     return token or envfile.read(p.env_file).get(envfile.TOKEN, "")
 
 
@@ -246,6 +264,6 @@ def lab(c: Context, local: bool = False) -> None:
                 f"--port={s.port}",
                 *allow_root,
             ),
-            env={envfile.TOKEN: token},
+            env={"JUPYTER_TOKEN": token},
             pty=sys.stdout.isatty(),
         )

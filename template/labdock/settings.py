@@ -62,6 +62,7 @@ class Settings:
     memory: str = ""  # memory limit, e.g. 12g; empty: none
     tensorboard: bool = False  # `up` also starts TensorBoard
     tensorboard_port: int = 6006
+    tensorboard_bind: str = "127.0.0.1"  # TensorBoard has no login: loopback unless you say so
     registry: str = ""  # e.g. ghcr.io/acme, for `invoke push`
     healthy_timeout: float = 180  # seconds `up` waits for a healthy server
     pypi_mirror: str = ""  # a PyPI simple index (mirror or proxy) for builds and locks
@@ -203,6 +204,7 @@ PARSERS: dict[str, Callable[[object], object]] = {
     "memory": as_memory,
     "tensorboard": as_bool,
     "tensorboard_port": as_port,
+    "tensorboard_bind": as_bind,
     "registry": as_registry,
     "healthy_timeout": as_seconds,
     "pypi_mirror": as_url,

@@ -9,6 +9,7 @@ import webbrowser
 from invoke import Context, Exit, task
 
 from . import engine, network
+from .commands import warn
 from .engine import compose
 from .guard import exclusive
 from .image import ensure_image
@@ -19,7 +20,7 @@ POLL_SECONDS = 0.25
 
 def url(p: Project) -> str:
     s = p.settings
-    return f"http://{network.url_host(s.bind)}:{s.tensorboard_port}/"
+    return f"http://{network.url_host(s.tensorboard_bind)}:{s.tensorboard_port}/"
 
 
 def has_service(p: Project) -> bool:
@@ -30,10 +31,17 @@ def has_service(p: Project) -> bool:
 
 def check_port(p: Project) -> None:
     s = p.settings
-    if not engine.container_id(p, TENSORBOARD) and network.port_in_use(s.bind, s.tensorboard_port):
+    if not network.is_loopback(s.tensorboard_bind):
+        warn(
+            f"TensorBoard is published on {s.tensorboard_bind}, and it has no login: anyone who can "
+            "reach this machine can read your runs. Use tensorboard_bind: 127.0.0.1 unless you need this."
+        )
+    if not engine.container_id(p, TENSORBOARD) and network.port_in_use(
+        s.tensorboard_bind, s.tensorboard_port
+    ):
         raise Exit(
-            f"Port {s.tensorboard_port} on {s.bind} (TensorBoard) is already in use by another process: "
-            "stop it, or choose another port with INVOKE_LABDOCK_TENSORBOARD_PORT=<port> "
+            f"Port {s.tensorboard_port} on {s.tensorboard_bind} (TensorBoard) is already in use by another "
+            "process: stop it, or choose another port with INVOKE_LABDOCK_TENSORBOARD_PORT=<port> "
             "(or labdock.tensorboard_port)."
         )
 

@@ -11,6 +11,8 @@ import os
 import pytest
 
 from tests.e2e.harness import FIGURES, Registry, docker
+from tests.e2e.remote import DOCKER_HOST as REMOTE_DOCKER_HOST
+from tests.e2e.remote import PrivateFolder, check_remote_engine
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -37,3 +39,20 @@ def registry(tmp_path_factory) -> Registry:
     reg = Registry(tmp_path_factory.mktemp("registry"))
     yield reg
     reg.stop()
+
+
+@pytest.fixture(scope="session")
+def remote_engine(engine) -> str:
+    """DOCKER_HOST for the same engine reached over ssh (.ci/engine.sh's sshd_start); fails the
+    run when it does not answer there."""
+    local_id = docker("info", "--format", "{{.ID}}").stdout.strip()
+    assert check_remote_engine() == local_id, "ssh://labdock-remote reaches another engine than DOCKER_HOST"
+    return REMOTE_DOCKER_HOST
+
+
+@pytest.fixture
+def private_folder(tmp_path) -> PrivateFolder:
+    """A folder the engine cannot see (see tests/e2e/remote.py); commands run in it via .run()."""
+    folder = PrivateFolder(tmp_path / "private")
+    yield folder
+    folder.close()

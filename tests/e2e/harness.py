@@ -177,7 +177,7 @@ def read_token(root: Path) -> str:
     env_file = root / ".env"
     lines = env_file.read_text().splitlines() if env_file.exists() else []
     values = dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
-    return values.get("JUPYTER_TOKEN", "")
+    return values.get("LABDOCK_TOKEN", "")
 
 
 def git_head(root: Path) -> str:

@@ -55,6 +55,10 @@ def host_user() -> HostUser | None:
     return HostUser(UID, GID, [grp.getgrnam("docker").gr_gid])
 
 
+MIRROR_SECRET = "m1rror-pa55word"
+GIT_SECRET = "ghp_g1tt0ken"
+
+
 @pytest.fixture(scope="module")
 def project(engine) -> Project:
     user = host_user()
@@ -82,10 +86,16 @@ def project(engine) -> Project:
     ours = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "cli-plugins"
     for plugin in ours.glob("docker-*"):
         (plugins / plugin.name).symlink_to(plugin.resolve())
+    remote = f"https://alice:{GIT_SECRET}@example.com/a.git"
+    subprocess.run(["git", "-C", root, "remote", "add", "origin", remote], check=True)
     for path in (root, home):
         for item in [path, *path.rglob("*")]:
             os.chown(item, uid, gid, follow_symlinks=False)
+    # Company networks often put credentials in the mirror URL and the git remote: neither may
+    # reach the image (this network's mirror, pypi.org, ignores them).
+    mirror = os.environ.get("INVOKE_LABDOCK_PYPI_MIRROR", "https://pypi.org/simple/")
     env = {
+        "INVOKE_LABDOCK_PYPI_MIRROR": mirror.replace("://", f"://labdock:{MIRROR_SECRET}@", 1),
         "HOME": str(home),
         "DOCKER_CONFIG": str(home / ".docker"),
         "PYTHONPATH": str(site),
@@ -198,6 +208,21 @@ def test_image_holds_no_secret_and_no_clutter(project, server):
     image = f"{project.answers['project_slug']}:latest"
     saved = subprocess.run(["docker", "save", image], capture_output=True, check=True).stdout
     token_hits = saved.count(server["token"].encode())
+    history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout
+    config = docker("image", "inspect", image).stdout  # labels, environment, build arguments
+    credentials = [
+        (secret, where)
+        for secret in (MIRROR_SECRET, GIT_SECRET)
+        for where, text in (
+            ("docker save", saved),
+            ("history", history.encode()),
+            ("inspect", config.encode()),
+        )
+        if secret.encode() in text
+    ]
+    record("security", "credential hits (mirror, git remote)", str(len(credentials)))
+    assert credentials == []
+    assert "https://example.com/a.git" in config  # the source label, without its user and password
     leaked = []
     with tarfile.open(fileobj=io.BytesIO(saved)) as outer:
         for member in outer.getmembers():
@@ -288,6 +313,28 @@ def test_saves_and_settings_survive_recreation(project, server):
         assert settings == json.loads(theme["raw"]), f"JupyterLab settings lost after {name}"
     record("security", "persistence: cycles run / saves lost", f"{len(cycles)} / {lost}")
     assert lost == 0
+
+
+def test_kernels_talk_over_ipc_and_the_log_has_no_warning(project, server):
+    since = docker("exec", container(project), "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").stdout.strip()
+    kernel = api(server, "POST", "/api/kernels", json={"name": "python3"}).json()
+    try:
+        cid = container(project)
+        deadline = time.monotonic() + 60
+        listing = ""
+        while time.monotonic() < deadline and "-ipc-" not in listing:
+            listing = docker("exec", cid, "sh", "-c", "ls ~/.local/share/jupyter/runtime").stdout
+            time.sleep(0.5)
+        assert "-ipc-" in listing  # the kernel's sockets are files, not TCP ports
+        # What the server logged from the kernel's start on (earlier tests save unsigned notebooks
+        # through the API, which Jupyter rightly notes as "not trusted").
+        logged = docker("logs", "--since", since, cid)
+        logs = logged.stdout + logged.stderr
+        warnings = [line for line in logs.splitlines() if "WARNING" in line or "[W " in line]
+        record("security", "warning lines in the server log", str(len(warnings)))
+        assert warnings == []
+    finally:
+        api(server, "DELETE", f"/api/kernels/{kernel['id']}")
 
 
 def test_token_is_printed_only_by_up_and_url(project, server):

@@ -123,6 +123,17 @@ def test_gpu_requested_on_an_engine_without_nvidia_runtime(project, tmp_path):
     try:
         line = failure(project, "up", "--gpu")
         assert "no NVIDIA GPU runtime" in line and "NVIDIA Container Toolkit" in line
+        assert "`invoke up --no-gpu`" in line
+        left = docker(
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            f"label=com.docker.compose.project={project.answers['project_slug']}",
+            "--filter",
+            "status=created",
+        ).stdout.split()
+        assert left == []  # no half-made container stays behind
     finally:
         (project.root / "compose.gpu.yaml").unlink()
         project.invoke("down")

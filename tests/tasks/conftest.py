@@ -32,6 +32,14 @@ def project(rendered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(labdock.locking, "lifeline", FakeLifeline())
     monkeypatch.setattr(labdock.agent, "spawn", lambda p, cid: None)
     monkeypatch.setattr(labdock.network, "port_in_use", lambda host, port: False)  # never probe
+    # The image matches the project's files unless a test says otherwise (test_image.py tests how
+    # that is decided; a missing image still counts as missing).
+    real_stale_reason = labdock.image.stale_reason
+    monkeypatch.setattr(
+        labdock.image,
+        "stale_reason",
+        lambda p: "there is no image yet" if real_stale_reason(p) == "there is no image yet" else "",
+    )
     monkeypatch.setattr(os, "getuid", lambda: 1234, raising=False)
     monkeypatch.setattr(os, "getgid", lambda: 5678, raising=False)
     for name in ("DOCKER_HOST", "REGISTRY_USER", "REGISTRY_PASSWORD"):

@@ -77,3 +77,11 @@ def test_exec_passes_the_exit_code_through(make_ctx):
         container.exec_(c, "pytest -q")
     assert info.value.code == 3
     assert info.value.message is None  # the command's own output says what failed
+
+
+def test_exec_says_when_the_running_image_is_stale(make_ctx, capsys):
+    c = make_ctx({**RUNNING, r"docker container inspect": ok("poetry.lock=0000;user=1:1\n")})
+    container.exec_(c, "true")
+    err = capsys.readouterr().err
+    assert "WARNING: the running server's image was built before" in err
+    assert "poetry.lock" in err and "`invoke up` rebuilds it" in err

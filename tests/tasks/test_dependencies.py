@@ -25,6 +25,7 @@ from tests.tasks.helpers import (
     labdock,
     matching,
     ok,
+    pairs,
     position,
     staging_of,
 )
@@ -88,7 +89,9 @@ def test_add_reaches_the_running_server_then_rebuilds(make_ctx, project, files, 
     c = make_ctx(
         {
             **SERVER,
-            r"docker inspect --format .*lock-sha256": ok(hashlib.sha256(OLD_LOCK.encode()).hexdigest()),
+            r"docker container inspect --format .*lock-sha256": ok(
+                hashlib.sha256(OLD_LOCK.encode()).hexdigest()
+            ),
         }
     )
     poetry_writes(c, project)
@@ -126,7 +129,7 @@ def test_add_with_no_server_locks_and_rebuilds(make_ctx, project, files):
 
 
 def test_a_server_on_another_lock_is_synced_to_the_whole_new_lock(make_ctx, project, files):
-    c = make_ctx({**SERVER, r"docker inspect --format .*lock-sha256": ok("an older lock's digest")})
+    c = make_ctx({**SERVER, r"docker container inspect --format .*lock-sha256": ok("an older lock's digest")})
     poetry_writes(c, project)
     dependencies.add(c, "rich")
     install = call_of(c, EXEC)
@@ -276,7 +279,9 @@ def test_remove(make_ctx, project, files, capsys):
     c = make_ctx(
         {
             **SERVER,
-            r"docker inspect --format .*lock-sha256": ok(hashlib.sha256(NEW_LOCK.encode()).hexdigest()),
+            r"docker container inspect --format .*lock-sha256": ok(
+                hashlib.sha256(NEW_LOCK.encode()).hexdigest()
+            ),
         }
     )
     poetry_writes(c, project, new_lock=OLD_LOCK, dependency="")
@@ -307,3 +312,16 @@ def test_lock_task(make_ctx, project, files, capsys):
     dependencies.lock(c)
     assert args_of(c, POETRY)[-1] == "poetry check --lock >/dev/null 2>&1 || poetry lock"
     assert "already matches" in capsys.readouterr().out
+
+
+def test_lock_passes_mirror_and_ca_bundle(make_ctx, project, tmp_path):
+    bundle = tmp_path / "corp-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    c = make_ctx(pypi_mirror="https://user:hunter2@pypi.corp.example/simple", ca_bundle=str(bundle))
+    dependencies.lock(c)
+    args = args_of(c, POETRY)
+    assert {("-e", "PYPI_MIRROR_URL"), ("-v", f"{bundle.resolve()}:/run/secrets/ca_bundle:ro")} <= pairs(args)
+    assert "hunter2" not in " ".join(args)  # the mirror URL travels in the environment only
+    assert (
+        call_of(c, POETRY).kwargs["env"]["PYPI_MIRROR_URL"] == "https://user:hunter2@pypi.corp.example/simple"
+    )

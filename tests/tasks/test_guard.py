@@ -10,8 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.rendering import REPO
-from tests.tasks.helpers import exit_of, labdock
+from tests.tasks.helpers import exit_of, labdock, run_task
 
 guard = labdock.guard
 
@@ -71,7 +73,9 @@ def test_a_task_may_take_its_own_lock_again(tmp_path):
 
 def test_mutating_tasks_are_exclusive():
     namespace = labdock.namespace()
-    exclusive = {name for name in namespace.task_names if namespace[name].body.__code__.co_name == "wrapper"}
+    exclusive = {
+        name for name in namespace.task_names if getattr(namespace[name].body, "labdock_exclusive", False)
+    }
     assert exclusive >= {
         "build",
         "up",
@@ -85,3 +89,26 @@ def test_mutating_tasks_are_exclusive():
         "update",
     }
     assert not exclusive & {"url", "logs", "shell", "exec", "doctor"}  # read or attach only
+
+
+def test_an_unexpected_error_is_one_line_unless_debugging(make_ctx, monkeypatch):
+    def broken(p):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(labdock.engine, "require_engine", broken)
+    monkeypatch.delenv("LABDOCK_DEBUG", raising=False)
+    error = exit_of(lambda: run_task("down", make_ctx()))
+    assert error.message.startswith("labdock failed unexpectedly (ZeroDivisionError: division by zero at ")
+    assert "`invoke --debug`" in error.message
+    monkeypatch.setenv("LABDOCK_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        run_task("down", make_ctx())
+
+
+def test_an_interrupt_is_one_line(make_ctx, monkeypatch):
+    def interrupted(p):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(labdock.engine, "require_engine", interrupted)
+    error = exit_of(lambda: run_task("logs", make_ctx()))
+    assert error.code == 130 and error.message.startswith("Interrupted.")

@@ -17,6 +17,7 @@ from tests.tasks.helpers import (
     GIT_ORIGIN,
     GIT_SHA,
     GIT_TIME,
+    IMAGE_INSPECT,
     LOCK_CONTENT,
     POETRY,
     RUNTIME,
@@ -36,6 +37,7 @@ from tests.tasks.helpers import (
 
 dependencies = labdock.dependencies
 image = labdock.image
+STALE_REASON = image.stale_reason  # the real one (the fixtures stand in for it)
 
 
 def test_build_command(make_ctx, project):
@@ -110,14 +112,18 @@ def test_build_passes_mirror_and_ca_bundle(make_ctx, project, tmp_path):
     write_lock(project)
     bundle = tmp_path / "corp-ca.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
-    c = make_ctx(pypi_mirror="https://pypi.corp.example/simple", ca_bundle=str(bundle))
+    mirror = "https://user:s3cret@pypi.corp.example/simple"
+    c = make_ctx(pypi_mirror=mirror, ca_bundle=str(bundle))
     image.build(c)
     dependencies.lock(c)  # the builder stage is built for Poetry's runs
     for pattern in (BUILDER, RUNTIME):
         assert {
-            ("--build-arg", "PYPI_MIRROR_URL=https://pypi.corp.example/simple"),
+            ("--secret", "id=pypi_mirror,env=LABDOCK_PYPI_MIRROR"),
             ("--secret", f"id=ca_bundle,src={bundle.resolve()}"),
         } <= pairs(args_of(c, pattern))
+        assert call_of(c, pattern).kwargs["env"]["LABDOCK_PYPI_MIRROR"] == mirror
+    # Secrets, never build arguments (recorded in the image); never on a command line either.
+    assert not [command for command in commands(c) if "s3cret" in command or "--build-arg PYPI" in command]
 
 
 def test_build_passes_the_apt_proxy_as_a_secret_only(make_ctx, project):
@@ -128,6 +134,22 @@ def test_build_passes_the_apt_proxy_as_a_secret_only(make_ctx, project):
     assert ("--secret", "id=apt_proxy,env=LABDOCK_APT_PROXY") in pairs(shlex.split(call.args[0]))
     assert "10.0.0.2" not in call.args[0]  # never a build arg: those are recorded in the image
     assert call.kwargs["env"] == {"DOCKER_BUILDKIT": "1", "LABDOCK_APT_PROXY": "http://10.0.0.2:3142"}
+
+
+@pytest.mark.parametrize(
+    ("remote", "label"),
+    [
+        ("https://alice:ghp_t0ken@github.com/acme/lab.git", "https://github.com/acme/lab.git"),
+        ("https://oauth2:glpat-x@gitlab.example.com:8443/a/b.git", "https://gitlab.example.com:8443/a/b.git"),
+        ("git@github.com:acme/lab.git", "git@github.com:acme/lab.git"),
+        ("ssh://git@github.com/acme/lab.git", "ssh://github.com/acme/lab.git"),
+    ],
+)
+def test_the_source_label_never_carries_credentials(make_ctx, project, remote, label):
+    write_lock(project)
+    c = make_ctx({GIT_ORIGIN: ok(remote + "\n")})
+    image.build(c)
+    assert ("--label", f"org.opencontainers.image.source={label}") in pairs(args_of(c, RUNTIME))
 
 
 def test_build_warns_root(make_ctx, project, monkeypatch, capsys):
@@ -196,3 +218,40 @@ def test_build_with_a_cache_backend_loads_the_image(make_ctx, project):
     plain = make_ctx()
     image.build(plain)
     assert not {"--load", "--cache-from", "--cache-to"} & set(args_of(plain, RUNTIME))
+
+
+def test_the_image_records_what_it_was_built_from(make_ctx, project, load, monkeypatch):
+    write_lock(project)
+    c = make_ctx()
+    image.build(c)
+    labels = [value for flag, value in pairs(args_of(c, RUNTIME)) if flag == "--label"]
+    record = next(value for value in labels if value.startswith("dev.labdock.inputs=")).partition("=")[2]
+    p = load(c)
+    assert image.changed_inputs(p, record) == []
+    (project / "poetry.lock").write_text(LOCK_CONTENT + "# changed\n")
+    (project / "apt-packages.txt").write_text("jq\n")
+    assert image.changed_inputs(p, record) == ["apt-packages.txt", "poetry.lock"]
+    monkeypatch.setattr(os, "getuid", lambda: 4321)
+    assert "user" in image.changed_inputs(p, record)
+    assert image.changed_inputs(p, "") == sorted(image.inputs(p))  # no record: everything differs
+
+
+def test_a_stale_image_is_rebuilt_before_use_and_says_why(make_ctx, project, monkeypatch, capsys):
+    write_lock(project)
+    monkeypatch.setattr(image, "stale_reason", lambda p: "poetry.lock changed since the image was built")
+    c = make_ctx()
+    image.ensure_image(labdock.project.Project.load(c))
+    assert matching(c, RUNTIME)
+    assert "Rebuilding the image: poetry.lock changed since the image was built." in capsys.readouterr().out
+
+
+def test_stale_reason_reads_the_label(make_ctx, project, load, monkeypatch):
+    write_lock(project)
+    monkeypatch.setattr(image, "stale_reason", STALE_REASON)
+    p = load(make_ctx({r"docker image inspect --format": ok("<no value>\n")}))
+    assert image.stale_reason(p) == "the image does not record what it was built from"
+    current = image.encode_inputs(image.inputs(p))
+    p = load(make_ctx({r"docker image inspect --format": ok(current + "\n")}))
+    assert image.stale_reason(p) == ""
+    p = load(make_ctx({IMAGE_INSPECT: fail()}))
+    assert image.stale_reason(p) == "there is no image yet"

@@ -31,10 +31,11 @@ def test_install_runs_uv_as_root_with_the_requirements_on_stdin(make_ctx, projec
         "LABDOCK_UV=/opt/labdock/tools/uv-1111111111111111",
         "LABDOCK_REMOVE=tabulate",
         "LABDOCK_MODE=install",
-        "UV_DEFAULT_INDEX=https://pypi.corp.example/simple",
+        "UV_DEFAULT_INDEX",  # its value in the environment, never on a command line
         f"SSL_CERT_FILE=/opt/labdock/tools/ca-{digest}.pem",
     } <= set(args)
     assert call.kwargs["in_stream"].read() == REQUIREMENTS  # never a file the notebook user could swap
+    assert call.kwargs["env"] == {"UV_DEFAULT_INDEX": "https://pypi.corp.example/simple"}
 
 
 def test_feed_hands_over_everything_at_once():
@@ -84,7 +85,7 @@ def test_the_script_asks_for_tools_it_lacks(tmp_path, fake_uv, missing):
 
 
 def test_container_lock(make_ctx, project, load):
-    c = make_ctx({r"docker inspect --format .*lock-sha256": ok("from-the-image-label\n")})
+    c = make_ctx({r"docker container inspect --format .*lock-sha256": ok("from-the-image-label\n")})
     p = load(c)
     assert live.container_lock(p, CID) == "from-the-image-label"
     live.record(p, CID, "brought-up-to-date")
@@ -102,7 +103,7 @@ def kept_server(project, make_ctx, load):
         PS: ok(CID + "\n"),
         r"docker image inspect --format .*lock-sha256": ok(digest + "\n"),
         r"docker compose .* config --hash lab": ok("lab 0a1b\n"),
-        r"docker inspect --format .*config-hash": ok("0a1b\n"),
+        r"docker container inspect --format .*config-hash": ok("0a1b\n"),
     }
 
 
@@ -133,3 +134,18 @@ def test_up_recreates_after_the_lock_changed(make_ctx, load, kept_server, projec
 def test_live_file(project, make_ctx, load):
     live.record(load(make_ctx()), CID, "abc")
     assert json.loads((project / ".labdock" / "live.json").read_text()) == {"container": CID, "lock": "abc"}
+
+
+def test_a_server_add_reached_is_not_called_stale_for_its_lock(project, make_ctx, load, capsys):
+    lock = write_lock(project)
+    p = load(make_ctx())
+    assert live.synced_files(p, CID) == set()
+    live.record(p, CID, hashlib.sha256(lock.read_bytes()).hexdigest())
+    assert live.synced_files(p, CID) == {"pyproject.toml", "poetry.lock"}
+    assert live.synced_files(p, "another container") == set()
+    built_before = labdock.image.encode_inputs({**labdock.image.inputs(p), "poetry.lock": "0" * 16})
+    c = make_ctx({r"docker container inspect --format .*dev\.labdock\.inputs": ok(built_before + "\n")})
+    labdock.container.warn_if_stale(load(c), CID)
+    assert "WARNING" not in capsys.readouterr().err
+    labdock.container.warn_if_stale(load(c), "another container")
+    assert "built before poetry.lock changed" in capsys.readouterr().err

@@ -27,6 +27,7 @@ from tests.tasks.helpers import (
     labdock,
     matching,
     ok,
+    on_command,
     pairs,
     position,
     write_lock,
@@ -53,9 +54,12 @@ def test_up_starts_compose_and_prints_the_url(make_ctx, project, capsys):
         "LABDOCK_CPUS": "0",  # no limit (the rendered default)
         "LABDOCK_MEMORY": "0",
         "LABDOCK_TENSORBOARD_PORT": "6006",
+        "LABDOCK_TENSORBOARD_BIND": "127.0.0.1",
+        # from .env, passed explicitly: a LABDOCK_TOKEN exported in the shell cannot win
+        "LABDOCK_TOKEN": envfile.read(project / ".env")["LABDOCK_TOKEN"],
     }
     assert not matching(c, r"docker build")
-    token = envfile.read(project / ".env")["JUPYTER_TOKEN"]
+    token = envfile.read(project / ".env")["LABDOCK_TOKEN"]
     out = capsys.readouterr().out
     assert f"JupyterLab: http://127.0.0.1:8888/lab?token={token}" in out
     assert "TensorBoard" not in out
@@ -161,7 +165,7 @@ def test_up_port_allocated_when_compose_starts(make_ctx):
 def test_up_compose_fails_otherwise(make_ctx, capsys):
     c = make_ctx({COMPOSE_UP: fail("service lab: invalid volume spec"), **RUNNING})
     error = exit_of(lambda: server.up(c))
-    assert error.message == "`docker compose up` failed (error above)."
+    assert error.message.startswith("`docker compose up` failed (error above): the server is down")
     assert "invalid volume spec" in capsys.readouterr().err
 
 
@@ -241,7 +245,7 @@ def test_prepare_writes_token_and_settings_to_env_and_builds_a_missing_image(mak
     c = make_ctx({IMAGE_INSPECT: fail()}, port=9999, cpus="2")
     server.prepare(c)
     env = envfile.read(project / ".env")
-    assert len(env["JUPYTER_TOKEN"]) == 64
+    assert len(env["LABDOCK_TOKEN"]) == 64
     assert (env["LABDOCK_PORT"], env["LABDOCK_CPUS"], env["LABDOCK_IMAGE"]) == (
         "9999",
         "2",
@@ -252,12 +256,12 @@ def test_prepare_writes_token_and_settings_to_env_and_builds_a_missing_image(mak
 
 
 def test_settings_in_env_are_replaced_and_other_lines_kept(make_ctx, project):
-    (project / ".env").write_text("JUPYTER_TOKEN=abc\nMY_VAR=1\nLABDOCK_PORT=1111\n")
+    (project / ".env").write_text("LABDOCK_TOKEN=abc\nMY_VAR=1\nLABDOCK_PORT=1111\n")
     server.prepare(make_ctx(port=9999))
     server.prepare(make_ctx(port=8888))  # twice: one block of settings, the latest
     text = (project / ".env").read_text()
     assert text.count("LABDOCK_PORT=") == 1 and "LABDOCK_PORT=8888" in text
-    assert text.startswith("JUPYTER_TOKEN=abc\nMY_VAR=1\n")
+    assert text.startswith("LABDOCK_TOKEN=abc\nMY_VAR=1\n")
     assert text.count(envfile.SETTINGS_HEADER) == 1
 
 
@@ -283,7 +287,7 @@ def test_up_leaves_tensorboard_off_by_default(make_ctx):
 
 def test_url_prints_a_reachable_address(make_ctx, project, capsys):
     # The running server's token wins over .env, which may have been edited since it started.
-    (project / ".env").write_text("JUPYTER_TOKEN=edited-since\n")
+    (project / ".env").write_text("LABDOCK_TOKEN=edited-since\n")
     c = make_ctx(
         {
             PS: ok("abc123\n"),
@@ -307,7 +311,7 @@ def test_lab_local(make_ctx, project, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     c = make_ctx()
     server.lab(c, local=True)
-    token = envfile.read(project / ".env")["JUPYTER_TOKEN"]
+    token = envfile.read(project / ".env")["LABDOCK_TOKEN"]
     assert commands(c) == [
         "poetry install --all-groups",
         "poetry run jupyter lab --no-browser --ip=127.0.0.1 --port=8888",
@@ -355,3 +359,38 @@ def test_up_port_error_in_a_project_named_gpu(make_ctx, project):
     c = make_ctx({COMPOSE_UP: fail(stderr), **RUNNING})
     error = exit_of(lambda: server.up(c))
     assert "Port 8888 on 127.0.0.1 is already in use" in error.message
+
+
+LEFTOVERS = r"docker ps --all --filter label=com.docker.compose.project=unit-demo"
+
+
+def test_up_removes_what_an_interrupted_start_left(make_ctx):
+    listing = (
+        "aaa111 created unit-demo-lab-1\n"
+        "bbb222 exited 0123456789ab_unit-demo-lab-1\n"  # renamed by compose while replacing it
+        "ccc333 running unit-demo-tensorboard-1\n"
+    )
+    c = make_ctx({**RUNNING, LEFTOVERS: ok(listing)})
+    server.up(c)
+    removed = matching(c, r"docker rm --force")
+    assert removed[0] == "docker rm --force aaa111 bbb222"  # not the running TensorBoard
+    assert position(c, r"docker rm --force") < position(c, COMPOSE_UP)
+
+
+def test_up_interrupted_while_replacing_the_container(make_ctx):
+    c = make_ctx(RUNNING)
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    on_command(c, COMPOSE_UP, interrupt)
+    error = exit_of(lambda: server.up(c))
+    assert error.code == 130
+    assert error.message.startswith("Interrupted while (re)starting JupyterLab: the server may be down.")
+    assert "`invoke up` starts it again" in error.message
+
+
+def test_up_fails_without_a_message(make_ctx):
+    c = make_ctx({**RUNNING, COMPOSE_UP: fail("", exited=137)})
+    error = exit_of(lambda: server.up(c))
+    assert error.message.startswith("`docker compose up` failed without a message (exit 137)")

@@ -113,6 +113,7 @@ BAD_VALUES = {
     "memory": ["12", "12gb", "-1g", "0g"],
     "tensorboard": ["maybe", "2"],
     "tensorboard_port": ["abc", "22"],
+    "tensorboard_bind": ["localhost", "0.0.0.0:6006"],
     "registry": ["GHCR.io/Acme", "ghcr.io/my team", "https://ghcr.io/acme"],
     "healthy_timeout": ["soon", "0", "-5"],
     "pypi_mirror": ["pypi.example.com/simple", "ftp://mirror/simple"],
@@ -161,11 +162,11 @@ def assert_refused(result: subprocess.CompletedProcess, *parts: str) -> None:
 @pytest.mark.parametrize(("name", "value"), CASES, ids=[f"{n}={v}" for n, v in CASES])
 def test_a_bad_variable_stops_the_task_before_anything_is_written(real_project, name, value):
     env_file = real_project / ".env"
-    env_file.write_text("JUPYTER_TOKEN=abc\nMY_VAR=1\n")
+    env_file.write_text("LABDOCK_TOKEN=abc\nMY_VAR=1\n")
     variable = f"INVOKE_LABDOCK_{name.upper()}"
     result = invoke(real_project, "up", env={variable: value})
     assert_refused(result, f"{variable}={value!r}", f"set {variable} to ")
-    assert env_file.read_text() == "JUPYTER_TOKEN=abc\nMY_VAR=1\n"
+    assert env_file.read_text() == "LABDOCK_TOKEN=abc\nMY_VAR=1\n"
 
 
 @pytest.mark.parametrize(("name", "value"), CASES, ids=[f"{n}={v}" for n, v in CASES])

@@ -88,3 +88,31 @@ def test_update_conflicts(make_ctx, project, with_copier):
     assert "<<<<<<<" in error.message
     assert ("-e", "^<<<<<<< ") in pairs(args_of(c, GIT_GREP))
     assert not matching(c, POETRY)  # no relock before the conflicts are resolved
+
+
+GIT_FIRST_ANSWERS = r"git .* log --diff-filter=A"
+GIT_SHOW_ANSWERS = r"git .* show abc123:.copier-answers.yml"
+
+
+def test_update_says_which_template_it_trusts(make_ctx, project, with_copier, capsys):
+    source = labdock.update.template_source((project / ".copier-answers.yml").read_text())
+    assert source  # the rendered answers name the template
+    c = make_ctx({GIT_GREP: fail()})
+    update.update(c)
+    assert f"Updating from the template at {source}; its tasks and migrations run" in capsys.readouterr().out
+
+
+def test_update_refuses_a_template_source_changed_since_the_project_was_made(make_ctx, project, with_copier):
+    answers = project / ".copier-answers.yml"
+    original = answers.read_text()
+    evil = "https://example.com/evil-template.git"
+    answers.write_text(original.replace(labdock.update.template_source(original), evil))
+    first = {GIT_FIRST_ANSWERS: ok("abc123\n"), GIT_SHOW_ANSWERS: ok(original), GIT_GREP: fail()}
+    c = make_ctx(first)
+    error = exit_of(lambda: update.update(c))
+    assert f"now names the template {evil}, but this project came from" in error.message
+    assert f"`invoke update --src {evil}`" in error.message
+    assert not matching(c, COPIER_UPDATE)
+    trusting = make_ctx(first)
+    update.update(trusting, src=evil)  # named explicitly: the user's decision
+    assert matching(trusting, COPIER_UPDATE)
