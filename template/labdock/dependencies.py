@@ -45,14 +45,14 @@ def reach_server(
     """Bring the running server's environment to the new lock; returns what changed there."""
     before, after = locking.load_lock(old), locking.load_lock(new)
     install, remove = locking.changes(before, after)
+    if live.container_lock(p, cid) != locking.lock_digest(old):
+        # The server runs another lock than the project's (e.g. `invoke lock` without a build):
+        # compare with what it has installed instead.
+        install, remove = locking.changes_from(live.installed(p, cid), after)
     if not install and not remove:
         return ""
-    if live.container_lock(p, cid) == locking.lock_digest(old):
-        result = live.install(
-            p, cid, builder, locking.requirements(after, install) if install else "", remove
-        )
-    else:  # the server runs another lock than the project's (e.g. `invoke lock` without a build)
-        result = live.install(p, cid, builder, locking.requirements(after), [], sync=True)
+    requirements = locking.requirements(after, install) if install else ""
+    result = live.install(p, cid, builder, requirements, remove)
     if not result.ok and interrupts.happened:
         raise Exit(
             f"Interrupted while installing into the running JupyterLab; {UNCHANGED} (the server may "

@@ -43,9 +43,7 @@ INSTALL_SCRIPT = """set -e
 [ -x "$LABDOCK_UV" ] || exit 97
 [ -z "$SSL_CERT_FILE" ] || [ -f "$SSL_CERT_FILE" ] || exit 97
 export UV_CACHE_DIR=/opt/labdock/tools/cache
-if [ "$LABDOCK_MODE" = sync ]; then
-    "$LABDOCK_UV" pip sync --no-build --require-hashes -
-elif [ "$LABDOCK_MODE" = install ]; then
+if [ "$LABDOCK_MODE" = install ]; then
     "$LABDOCK_UV" pip install --no-build --no-deps --require-hashes -r -
 fi
 if [ -n "$LABDOCK_REMOVE" ]; then
@@ -73,6 +71,24 @@ def container_lock(p: Project, cid: str) -> str:
     if live.get("container") == cid:
         return str(live.get("lock", ""))
     return engine.label(p, "container", cid, LOCK_LABEL)
+
+
+INSTALLED = (
+    "import importlib.metadata as m, json; "
+    "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))"
+)
+
+
+def installed(p: Project, cid: str) -> dict[str, str]:
+    """name -> version of every distribution in the running container's environment."""
+    text = output(p.c, "docker", "exec", cid, "python", "-c", INSTALLED)
+    try:
+        found = json.loads(text.splitlines()[-1]) if text else {}
+    except ValueError:
+        found = {}
+    if not found:
+        raise Exit("Could not list the running JupyterLab's packages: restart it with `invoke up --build`.")
+    return found
 
 
 def read_live(p: Project) -> dict:
@@ -143,15 +159,13 @@ def ensure_tools(p: Project, cid: str, builder: str) -> None:
         copy_tools(p, cid, builder, uv, ca)
 
 
-def install(
-    p: Project, cid: str, builder: str, requirements: str, remove: list[str], sync: bool = False
-) -> Result:
-    """Make the running container's environment match: uninstall `remove`, then install the
-    pinned requirements (all of the lock with sync=True, which also drops anything else)."""
+def install(p: Project, cid: str, builder: str, requirements: str, remove: list[str]) -> Result:
+    """Change the running container's environment: install the pinned requirements, then
+    uninstall `remove`."""
     builder_id = output(p.c, "docker", "image", "inspect", "--format", "{{.Id}}", builder)
     uv, ca = tool_paths(p, builder_id)
     env = ["-e", f"LABDOCK_UV={uv}", "-e", f"LABDOCK_REMOVE={' '.join(remove)}"]
-    env += ["-e", f"LABDOCK_MODE={'sync' if sync else 'install' if requirements.strip() else 'none'}"]
+    env += ["-e", f"LABDOCK_MODE={'install' if requirements.strip() else 'none'}"]
     if p.settings.pypi_mirror:  # its value from the environment: a mirror URL may hold a password
         env += ["-e", "UV_DEFAULT_INDEX"]
     if ca:

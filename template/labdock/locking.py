@@ -294,6 +294,16 @@ def changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
     return install, remove
 
 
+def changes_from(installed: dict[str, str], new: dict) -> tuple[list[str], list[str]]:
+    """Packages to install and to remove to bring an environment (name -> version) to lock `new`.
+    Packages whose markers exclude the environment are listed too: the installer skips them."""
+    present = {normalize(name): version for name, version in installed.items()}
+    after = _installed(new)
+    install = sorted(name for name, package in after.items() if present.get(name) != package.get("version"))
+    remove = sorted(name for name in present if name not in after)
+    return install, remove
+
+
 def _markers(package: dict) -> str:
     markers = package.get("markers")
     if isinstance(markers, dict):  # one marker per group: installed where any of them holds

@@ -33,7 +33,7 @@ from tests.tasks.helpers import (
 dependencies = labdock.dependencies
 EXEC = r"docker exec -i -u 0 "
 CID = "c0ffee" * 10 + "abcd"
-SERVER = {PS: ok(CID + "\n")}
+LOCK_LABEL = r"docker container inspect --format .*lock-sha256"
 NOT_FOUND = "Could not find a matching version of package nothing-such\n"
 
 
@@ -53,6 +53,8 @@ def lock(*packages: tuple[str, str]) -> str:
 
 OLD_LOCK = lock(("jupyterlab", "4.5.0"), ("tabulate", "0.9.0"))
 NEW_LOCK = lock(("jupyterlab", "4.5.0"), ("rich", "14.1.0"), ("tabulate", "0.9.0"))
+# A running server whose image was built from OLD_LOCK.
+SERVER = {PS: ok(CID + "\n"), LOCK_LABEL: ok(hashlib.sha256(OLD_LOCK.encode()).hexdigest() + "\n")}
 
 
 @pytest.fixture
@@ -128,18 +130,17 @@ def test_add_with_no_server_locks_and_rebuilds(make_ctx, project, files):
     assert not (project / ".labdock" / "live.json").exists()
 
 
-def test_a_server_on_another_lock_is_synced_to_the_whole_new_lock(make_ctx, project, files):
-    c = make_ctx({**SERVER, r"docker container inspect --format .*lock-sha256": ok("an older lock's digest")})
+def test_a_server_on_another_lock_gets_what_it_lacks(make_ctx, project, files):
+    """Its lock is not the project's (`invoke lock` without a build): compared with what it has."""
+    installed = json.dumps({"jupyterlab": "4.5.0", "tabulate": "0.8.0", "left-over": "1.0"})
+    c = make_ctx({**SERVER, r"docker container inspect --format .*lock-sha256": ok("an older lock's digest"),
+                  r"docker exec \S+ python -c": ok(installed + "\n")})  # fmt: skip
     poetry_writes(c, project)
     dependencies.add(c, "rich")
     install = call_of(c, EXEC)
-    assert "LABDOCK_MODE=sync" in install.args[0]
     stdin = install.kwargs["in_stream"].read()
-    assert [line.split("==")[0] for line in stdin.splitlines() if "==" in line] == [
-        "jupyterlab",
-        "rich",
-        "tabulate",
-    ]
+    assert [line.split("==")[0] for line in stdin.splitlines() if "==" in line] == ["rich", "tabulate"]
+    assert "LABDOCK_REMOVE=left-over" in shlex.split(install.args[0])
 
 
 @pytest.mark.parametrize(

@@ -70,13 +70,6 @@ def test_the_script_installs_first_then_removes(tmp_path, fake_uv):
     assert (tmp_path / "stdin").read_text() == REQUIREMENTS
 
 
-def test_the_script_syncs_everything(tmp_path, fake_uv):
-    assert script(tmp_path, fake_uv, "sync", stdin=REQUIREMENTS) == (
-        0,
-        ["pip sync --no-build --require-hashes -"],
-    )
-
-
 @pytest.mark.parametrize("missing", ["uv", "ca"])
 def test_the_script_asks_for_tools_it_lacks(tmp_path, fake_uv, missing):
     uv = tmp_path / "nothing" if missing == "uv" else fake_uv
