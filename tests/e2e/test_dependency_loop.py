@@ -204,6 +204,17 @@ def test_remove(project, kernel):
     assert kernel.run("print(x, tabulate.__name__)").strip() == "42 tabulate"  # imported: kept
 
 
+def test_add_brings_a_server_on_an_older_lock_up_to_date(project, kernel):
+    """Edited by hand and locked, not rebuilt: the next add brings the server the whole new lock."""
+    pyproject = project.root / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace("dependencies = [", 'dependencies = ["text-unidecode",', 1)
+    )
+    project.invoke("lock")
+    project.invoke("add", "inflection")
+    assert kernel.run("import text_unidecode, inflection; print(x)").strip() == "42"
+
+
 def test_a_new_server_has_what_was_added(project):
     project.invoke("add", "rich")
     project.invoke("down")
