@@ -8,14 +8,19 @@ with the baseline Dockerfile: Poetry installed with pip into the base image's sy
 of most tutorials). Both use the same base image, pyproject.toml, poetry.lock and package-index
 settings (INVOKE_LABDOCK_PYPI_MIRROR / INVOKE_LABDOCK_CA_BUNDLE, as on a company network).
 
-Each run, for both: cold build (`docker builder prune -af` first: the base image stays), image
-size, rebuild after editing src/ and notebooks/, rebuild after adding a dependency (tqdm; the lock
-is updated untimed), start-up to healthy (and a bare JupyterLab start in the same image), and what a
-user feels: from "add a package" (tabulate) until it imports in the running JupyterLab. labdock
-alone: `copier copy` and `invoke --list` times, and the team hub (after the runs): a JupyterHub
+Each run, for both: the first lab (from `copier copy` to a server that answers, the build cache
+pruned and no Poetry cache: labdock's `invoke up` with the lock shipped for the answers, and
+without it; the baseline's `poetry lock`, build and start), cold build (`docker builder prune -af`
+first: the base image stays), image size, rebuild after editing src/ and notebooks/, rebuild after
+adding a dependency (tqdm; the lock is updated untimed), start-up to healthy (and a bare JupyterLab
+start in the same image), and what a user feels: from "add a package" (tabulate) until it imports
+in the running JupyterLab, in a kernel started before (labdock: it must still hold its variable),
+and `%pip install humanize` in that kernel until it imports (labdock; the baseline's way to record
+a package is the same edit, lock, rebuild and restart). labdock alone: `copier copy` and `invoke
+--list` times, and the team hub (after the runs): a JupyterHub
 spawn until the user's server answers through the hub, beside a bare `docker run` of the same
-singleuser image. Medians over the runs go to bench/results.md and bench/results.json. It prunes
-the engine's build cache: run it on an engine nothing else uses.
+singleuser image. Medians over the runs go to bench/results.md and bench/results.json. It prunes the
+engine's build cache: run it on an engine nothing else uses.
 
     python bench/benchmark.py --only-hub   # just the hub figures, into bench/results-hub.*
 """
@@ -38,9 +43,17 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.e2e.harness import read_token  # noqa: E402 - the repository's own helpers
+from tests.e2e.kernel import Kernel, KernelError  # noqa: E402
+
 SLUG = "bench"  # from project_name "Bench"; also the image name
 BASELINE = "bench-baseline:latest"
-PORT, BASELINE_PORT, BARE_PORT, HUB_PORT = 18801, 18802, 18803, 18804
+PORT, BASELINE_PORT, BARE_PORT, FIRST_PORT = 18801, 18802, 18803, 18804
+FIRST, WARM = "bench-first", "bench-warm"  # the projects of the first-lab figures (their slugs)
+POETRY_CACHE = "bench-baseline-poetry-cache"  # the baseline user's Poetry cache (a volume)
+POETRY_IMAGE = "bench-poetry:latest"  # Poetry on the project's Python: the baseline user's host
+HUB_PORT = 18805
 HUB_PASSWORD = "benchmark-hub-password"
 TOKEN = "benchmark-token"
 INVOKE = [sys.executable, "-m", "invoke"]
@@ -149,6 +162,26 @@ def start_container(
     wait_for_api(port)
 
 
+def poetry_dockerfile(python: str, index_env: dict) -> str:
+    """Poetry installed on the project's Python, as on the baseline user's machine (the lock is
+    resolved in a container of it only because this machine may lack that Python)."""
+    recipe = baseline_dockerfile(python, index_env)
+    return recipe[: recipe.index("RUN poetry config")] + "WORKDIR /app\n"
+
+
+def poll(action, what: str, timeout: float = 300) -> None:
+    """Call action until it stops raising KernelError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            action()
+            return
+        except KernelError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{what} within {timeout:.0f}s") from None
+            time.sleep(0.05)
+
+
 def add_to_pyproject(pyproject: Path, requirement: str) -> None:
     """What a user does by hand: one more entry in [project] dependencies."""
     text = pyproject.read_text().replace("dependencies = []", "dependencies = [\n]", 1)
@@ -169,8 +202,8 @@ class Bench:
     def invoke(self, *args: str) -> None:
         sh(*INVOKE, *args, cwd=self.project, env=self.env)
 
-    def copier_copy(self, dest: Path) -> None:
-        data = {"project_name": "Bench", "stack": self.args.stack, "python_version": self.args.python}
+    def copier_copy(self, dest: Path, name: str = "Bench") -> None:
+        data = {"project_name": name, "stack": self.args.stack, "python_version": self.args.python}
         flags = [f"--data={key}={value}" for key, value in data.items()]
         sh("copier", "copy", "--trust", "--defaults", "--vcs-ref=HEAD", "--quiet", *flags, REPO, dest)
 
@@ -191,6 +224,10 @@ class Bench:
             (shutil.copytree if source.is_dir() else shutil.copy)(source, self.base / name)
         (self.base / "Dockerfile").write_text(baseline_dockerfile(self.args.python, self.index_env))
         (self.base / ".dockerignore").write_text(".git\n")
+        poetry = self.tmp / "poetry-image"
+        poetry.mkdir()
+        (poetry / "Dockerfile").write_text(poetry_dockerfile(self.args.python, self.index_env))
+        sh("docker", "build", "-t", POETRY_IMAGE, *self.flags, ".", cwd=poetry)
 
     def reset_files(self) -> None:
         """Back to the locked state of the rendered project, in both folders."""
@@ -208,12 +245,84 @@ class Bench:
         mount = ["-v", f"{Path(bundle).resolve()}:/run/secrets/ca_bundle:ro"] if bundle else []
         sh("docker", "run", "--rm", "-v", f"{self.base}:/app", *env, *mount, BASELINE, "poetry", "lock")
 
-    def run_once(self) -> None:
+    def cold(self) -> None:
+        """No image of either project and an empty build cache (the base images stay)."""
+        sh("docker", "rm", "-f", "bench-baseline", "bench-bare", "bench-first-baseline", check=False)
+        images = [f"{SLUG}:latest", f"{SLUG}:builder", BASELINE, "bench-first-baseline:latest"]
+        images += [f"{name}:{tag}" for name in (FIRST, WARM) for tag in ("latest", "builder")]
+        sh("docker", "image", "rm", *images, check=False)
+        sh("docker", "volume", "rm", "-f", f"{FIRST}-poetry-cache", f"{WARM}-poetry-cache", check=False)
+        sh("docker", "builder", "prune", "-af")
+
+    def labdock_first_lab(self, figure: str, dest: Path, name: str, shipped: bool = True) -> None:
+        """Timed: copier copy and `invoke up`; then the server is stopped (the caches stay)."""
+        env = {"INVOKE_LABDOCK_PORT": str(FIRST_PORT)}
+
+        def first_lab() -> None:
+            self.copier_copy(dest, name)
+            if not shipped:
+                (dest / "poetry.lock").unlink()
+            sh(*INVOKE, "up", cwd=dest, env=env)
+
+        try:
+            self.record(figure, "labdock", timed(figure, first_lab))
+        finally:
+            sh(*INVOKE, "down", "--volumes", cwd=dest, env=env, check=False)
+
+    def baseline_first_lab(self, dest: Path, name: str) -> None:
+        """The recipe's user: copier copy, `poetry lock` (from nothing: no poetry.lock), build, run."""
+        self.copier_copy(dest, name)
+        (dest / "poetry.lock").unlink()
+        env = [item for key, value in self.index_env.items() for item in ("-e", f"{key}={value}")]
+        bundle = os.environ.get("INVOKE_LABDOCK_CA_BUNDLE")
+        mount = ["-v", f"{Path(bundle).resolve()}:/run/secrets/ca_bundle:ro"] if bundle else []
+        cache = ["-v", f"{POETRY_CACHE}:/root/.cache/pypoetry"]
+        sh(
+            "docker",
+            "run",
+            "--rm",
+            "-v",
+            f"{dest}:/app",
+            *cache,
+            *env,
+            *mount,
+            POETRY_IMAGE,
+            "poetry",
+            "lock",
+        )
+        (dest / "Dockerfile").write_text(baseline_dockerfile(self.args.python, self.index_env))
+        (dest / ".dockerignore").write_text(".git\n")
+        sh("docker", "build", "-t", "bench-first-baseline:latest", *self.flags, ".", cwd=dest)
+        start_container("bench-first-baseline:latest", "bench-first-baseline", FIRST_PORT)
+        sh("docker", "rm", "-f", "bench-first-baseline")
+
+    def first_lab(self, run: int) -> None:
+        """From `copier copy` to a server that answers: the first project on this machine (cold:
+        no build cache, no Poetry cache), and a new project on a machine that has built one before
+        (warm: the caches that first one left)."""
+        cold, warm = "first lab (cold machine)", "first lab (warm machine): copier copy to a ready server"
+        without = "first lab (cold machine) without the shipped lock"
+        self.cold()
+        self.labdock_first_lab(cold, self.tmp / f"first-{run}", "Bench First")
+        self.labdock_first_lab(warm, self.tmp / f"warm-{run}", "Bench Warm")
+        self.cold()
+        self.labdock_first_lab(without, self.tmp / f"unlocked-{run}", "Bench First", shipped=False)
+        self.cold()
+        sh("docker", "volume", "rm", "-f", POETRY_CACHE, check=False)
+        first = self.tmp / f"baseline-first-{run}"
+        seconds = timed("first lab (cold), baseline", lambda: self.baseline_first_lab(first, "Bench First"))
+        self.record(cold, "baseline", seconds)
+        self.record(without, "baseline", seconds)
+        second = self.tmp / f"baseline-warm-{run}"
+        seconds = timed("first lab (warm), baseline", lambda: self.baseline_first_lab(second, "Bench Warm"))
+        self.record(warm, "baseline", seconds)
+        sh("docker", "volume", "rm", "-f", POETRY_CACHE, check=False)
+
+    def run_once(self, run: int = 0) -> None:
         self.reset_files()
         self.invoke("down")
-        sh("docker", "rm", "-f", "bench-baseline", "bench-bare", check=False)
-        sh("docker", "image", "rm", f"{SLUG}:latest", f"{SLUG}:builder", BASELINE, check=False)
-        sh("docker", "builder", "prune", "-af")
+        self.first_lab(run)
+        self.cold()
         self.record("cold build", "labdock", timed("labdock cold build", lambda: self.invoke("build")))
         self.record("cold build", "baseline", timed("baseline cold build", self.build_baseline))
         for variant, image in (("labdock", f"{SLUG}:latest"), ("baseline", BASELINE)):
@@ -255,11 +364,16 @@ class Bench:
         self.record(figure, "baseline", timed("baseline rebuild, tqdm added", self.build_baseline))
 
         figure = "add a package until it imports in the running JupyterLab"
+        kernel = Kernel(PORT, read_token(self.project))
+        kernel.run("x = 42")  # started before the add: it must keep this
+        started: list[subprocess.Popen] = []
 
         def labdock_add() -> None:
-            self.invoke("add", "tabulate")
-            cid = sh(*INVOKE, "exec", "hostname", cwd=self.project).stdout.strip()
-            wait_for_import(cid, "tabulate")
+            env = {**os.environ, **self.env}
+            out = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+            started.append(subprocess.Popen([*INVOKE, "add", "tabulate"], cwd=self.project, env=env, **out))
+            # Until it imports in that kernel: the image rebuild for the next `up` goes on after.
+            poll(lambda: kernel.run("import tabulate"), "tabulate did not import")
 
         def baseline_add() -> None:
             add_to_pyproject(self.base / "pyproject.toml", "tabulate")
@@ -268,8 +382,22 @@ class Bench:
             start_container(BASELINE, "bench-baseline", BASELINE_PORT)
             wait_for_import("bench-baseline", "tabulate")
 
-        self.record(figure, "labdock", timed("labdock `invoke add tabulate`", labdock_add))
-        self.record(figure, "baseline", timed("baseline edit, lock, rebuild, restart", baseline_add))
+        self.record(figure, "labdock", timed("labdock `invoke add tabulate` (until it imports)", labdock_add))
+        output, _ = started[0].communicate(timeout=600)
+        if started[0].returncode:
+            raise SystemExit(f"invoke add failed:\n{output}")
+        kept = kernel.run("print(x)").strip() == "42"
+        self.record("kernel kept its state through the add (1 = yes)", "labdock", float(kept))
+        baseline = timed("baseline edit, lock, rebuild, restart", baseline_add)
+        self.record(figure, "baseline", baseline)
+
+        def pip_install() -> None:
+            kernel.run("%pip install humanize\nimport humanize", timeout=600)
+
+        figure = "%pip install in a kernel until it imports"
+        self.record(figure, "labdock", timed("labdock `%pip install humanize`", pip_install))
+        self.record(figure, "baseline", baseline)  # the recipe's only way to record a package
+        kernel.close()
         self.invoke("down")
         sh("docker", "rm", "-f", "bench-baseline")
 
@@ -366,12 +494,15 @@ class Bench:
         """The issue's targets, each as labdock / reference with the limit it must stay under."""
         by_name = {row["figure"]: row for row in rows}
         checks = [
+            ("first lab, warm machine (copier copy to a ready server)",
+             "first lab (warm machine): copier copy to a ready server", "baseline", 0.5),
             ("cold build", "cold build", "baseline", 0.8),
             ("image size", "image size (MB)", "baseline", 0.8),
             ("rebuild after adding a dependency", "rebuild after adding a dependency", "baseline", 0.3),
             ("`up` to healthy, against a bare start", "up to healthy", "bare", 2.0),
             ("add a package until it imports", "add a package until it imports in the running JupyterLab",
              "baseline", 0.2),
+            ("%pip install until it imports", "%pip install in a kernel until it imports", "baseline", 0.2),
             ("hub spawn, against a bare start", "hub spawn until the user's server is ready",
              "bare singleuser", 2.0),
         ]  # fmt: skip
@@ -388,6 +519,10 @@ class Bench:
                 row["labdock"] / (by_name[reference]["labdock"] if reference else row["baseline"]), 2
             )
             result.append({"target": name, "ratio": ratio, "at most": limit, "met": ratio <= limit})
+        if kept_row := by_name.get("kernel kept its state through the add (1 = yes)"):  # not with --only-hub
+            kept = kept_row["runs"]["labdock"]
+            result.append({"target": "kernel kept its state through the add", "ratio": None, "at most": None,
+                           "met": all(kept), "value": "yes" if all(kept) else "no"})  # fmt: skip
         return result
 
     def report(self, started: float) -> dict:
@@ -439,7 +574,9 @@ def markdown(result: dict) -> str:
     lines += ["", "| target | ratio | at most | met |", "|---|---|---|---|"]
     for target in result["targets"]:
         met = "yes" if target["met"] else "**no**"
-        lines.append(f"| {target['target']} | {target['ratio']:.2f} | {target['at most']} | {met} |")
+        ratio = target.get("value") if target["ratio"] is None else f"{target['ratio']:.2f}"
+        at_most = "yes" if target["at most"] is None else target["at most"]
+        lines.append(f"| {target['target']} | {ratio} | {at_most} | {met} |")
     lines += [
         "",
         "- labdock: the generated project, driven by its own tasks (`invoke build`, `up`, `add`). Its "
@@ -449,10 +586,21 @@ def markdown(result: dict) -> str:
         "- baseline: one stage; `pip install poetry`, `poetry config virtualenvs.create false`, "
         "`COPY pyproject.toml poetry.lock`, `poetry install --no-root --all-groups`, `COPY . .`; runs as "
         "root. Same base image, lock and package-index settings (this network's mirror and CA bundle).",
+        "- First lab: from `copier copy` to a server whose /api answers. labdock: `invoke up` with the "
+        "lock shipped for the answers; baseline: `poetry lock` from nothing (no poetry.lock; Poetry on "
+        "the project's Python, in a container, its cache in a volume), its build, `docker run`. Cold "
+        "machine: `docker builder prune -af` and an empty Poetry cache first (and, for comparison, "
+        "labdock with the shipped lock deleted: `invoke up` resolves first). Warm machine (the issue's "
+        "setting, the target): a second new project right after, with the caches the first one left.",
         "- Cold build: `docker builder prune -af` before each pair (base images stay). The dependency "
         'added is tqdm, locked untimed. "add a package": labdock `invoke add tabulate` with the server '
-        "running (lock, build, restart); baseline: edit pyproject.toml, `poetry lock` in its image, "
-        "rebuild, restart the container; both until `import tabulate` works in the server's container.",
+        "running, until `import tabulate` works in a kernel started before it (lock, install into the "
+        "running server; the image rebuild for the next `up` continues after that, in the same command); "
+        "that kernel must still hold the variable it had (`kernel kept`). Baseline: edit pyproject.toml, "
+        "`poetry lock` in its image, rebuild, restart the container, until `import tabulate` works in "
+        'it. "%pip install": labdock, `%pip install humanize` then `import humanize` in the same kernel '
+        "(recorded in pyproject.toml and poetry.lock by `invoke up`'s helper), against the same baseline "
+        "figure: the recipe records a package only by editing, locking, rebuilding and restarting.",
         '- "bare JupyterLab start": `docker run` of labdock\'s image until /api answers, no compose, '
         "no invoke: the floor for `invoke up`.",
         '- "hub spawn": the team hub (hub/compose.yaml, the test login on loopback) started once; per run '
@@ -482,7 +630,7 @@ def main() -> None:
         bench.prepare()
         for run in range(0 if args.only_hub else args.runs):
             print(f"run {run + 1} of {args.runs}", flush=True)
-            bench.run_once()
+            bench.run_once(run)
         bench.hub_spawns()
         result = bench.report(started)
         args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
@@ -490,8 +638,20 @@ def main() -> None:
         print("\n" + markdown(result))
     finally:
         sh(*INVOKE, "down", "--volumes", cwd=bench.project, env=bench.env, check=False)
-        sh("docker", "rm", "-f", "bench-baseline", "bench-bare", check=False)
-        sh("docker", "image", "rm", f"{SLUG}:latest", f"{SLUG}:builder", BASELINE, check=False)
+        sh("docker", "rm", "-f", "bench-baseline", "bench-bare", "bench-first-baseline", check=False)
+        images = [f"{name}:{tag}" for name in (SLUG, FIRST, WARM) for tag in ("latest", "builder")]
+        sh(
+            "docker",
+            "image",
+            "rm",
+            *images,
+            BASELINE,
+            "bench-first-baseline:latest",
+            POETRY_IMAGE,
+            check=False,
+        )
+        volumes = [f"{name}-poetry-cache" for name in (SLUG, FIRST, WARM)]
+        sh("docker", "volume", "rm", "-f", *volumes, POETRY_CACHE, check=False)
         sh("docker", "image", "prune", "-f", check=False)
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -38,6 +38,7 @@ TASKS = [
     "url",
     "doctor",
     "add",
+    "remove",
     "run-notebook",
     "lab",
     "update",
@@ -298,6 +299,8 @@ def test_generated_workflow_passes_actionlint_and_the_schema(project, actionlint
     # One build path and one publish path: CI runs the project's own tasks.
     assert "invoke build" in image_steps and "invoke up" in image_steps
     assert "invoke run-notebook notebooks --marked --timeout 600" in image_steps
+    # One parametrized run (the starter notebook declares `greeting` in its `parameters` cell).
+    assert any(" -p greeting=Hi" in step for step in image_steps if step.startswith("invoke run-notebook"))
     assert any(step.endswith("invoke push") for step in publish_steps)
     assert not [
         step for job in jobs.values() for step in job["steps"] if "build-push" in step.get("uses", "")
@@ -366,10 +369,16 @@ def test_precommit_config_is_valid(project):
 NOTEBOOK_RUNNER = """
 import ast, sys
 sys.path.insert(0, {src!r})
-*body, last = ast.parse(sys.stdin.read()).body
 scope = {{}}
-exec(compile(ast.Module(body, []), "notebook", "exec"), scope)
-print(eval(compile(ast.Expression(last.value), "notebook", "eval"), scope))
+for cell in sys.stdin.read().split("# <cell>\\n"):  # as Jupyter shows it: each cell's last value
+    *body, last = ast.parse(cell).body or [ast.Pass()]
+    exec(compile(ast.Module(body, []), "notebook", "exec"), scope)
+    if isinstance(last, ast.Expr):
+        value = eval(compile(ast.Expression(last.value), "notebook", "eval"), scope)
+        if value is not None:
+            print(value)
+    else:
+        exec(compile(ast.Module([last], []), "notebook", "exec"), scope)
 print(sys.modules[{package!r}].__file__)
 """
 
@@ -377,15 +386,15 @@ print(sys.modules[{package!r}].__file__)
 def test_starter_notebook_imports_the_package(project):
     """The starter notebook's code (its % magics left out) runs in a fresh interpreter with src/ on
     the path, as the kernel has it: it imports the project's own package, whose greeting is its
-    last line's value."""
+    first cell's value."""
     root, _ = project
     recorded = yaml.safe_load((root / ".copier-answers.yml").read_text())
     package = recorded["package_name"]
     notebook = json.loads(next((root / "notebooks").glob("*.ipynb")).read_text())
-    code = "".join(
+    code = "# <cell>\n".join(
         "".join(cell["source"]) + "\n" for cell in notebook["cells"] if cell["cell_type"] == "code"
     )
-    python = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("%"))
+    python = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("%")) + "\n"
     imports = [node for node in ast.walk(ast.parse(python)) if isinstance(node, ast.Import | ast.ImportFrom)]
     assert {alias.name for node in imports for alias in node.names} == {package}
     runner = NOTEBOOK_RUNNER.format(src=str(root / "src"), package=package)
@@ -399,6 +408,7 @@ def test_starter_notebook_imports_the_package(project):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         f"Hello, world, from {recorded['project_name']}!",
+        "Hello from the parameters cell",  # the default of the cell tagged `parameters`
         str(root / "src" / package / "__init__.py"),
     ]
 

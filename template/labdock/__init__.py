@@ -8,12 +8,15 @@
   envfile.py       .env: the token and the settings compose reads
   engine.py        the Docker engine and `docker compose` for this project
   stages.py        building the Dockerfile's stages with the package-index settings
-  locking.py       Poetry in a container: poetry.lock
+  transaction.py   pyproject.toml and poetry.lock change together or not at all (interrupts too)
+  locking.py       Poetry in a container: poetry.lock, and what it installs
+  live.py          the running server's environment: changes reach it without a restart
   image.py         build: the image
   server.py        up, down, url, prepare, lab: JupyterLab's life
   container.py     shell, exec, logs: the running container
   tensorboard.py   tensorboard: TensorBoard over runs/
-  dependencies.py  lock, add
+  dependencies.py  lock, add, remove
+  agent.py         `pip install` in the lab, recorded in the lock: the helper `up` starts
   notebooks.py     run-notebook
   release.py       push: versions, tags, the registry (CI publishes with it too)
   update.py        update: the template's new versions
@@ -62,6 +65,7 @@ def namespace() -> Collection:
         container.exec_,
         dependencies.lock,
         dependencies.add,
+        dependencies.remove,
         notebooks.run_notebook,
         server.lab,
         release.push,

@@ -6,7 +6,7 @@ import sys
 
 from invoke import Context, Exit, task
 
-from . import engine, image
+from . import engine, image, live
 from .commands import warn
 from .engine import compose
 from .project import SERVICE, Project
@@ -15,6 +15,7 @@ from .project import SERVICE, Project
 def warn_if_stale(p: Project, cid: str) -> None:
     """Say so when the running server's image was built from other files than the project's."""
     changed = image.changed_inputs(p, engine.label(p, "container", cid, image.INPUTS_LABEL))
+    changed = [name for name in changed if name not in live.synced_files(p, cid)]  # `add` reached it
     if changed:
         warn(
             f"the running server's image was built before {', '.join(changed)} changed: "

@@ -14,6 +14,7 @@ from pathlib import Path
 from invoke import Context, Exit
 
 from . import settings as settings_module
+from . import transaction
 from .commands import output
 from .settings import Settings
 
@@ -34,6 +35,8 @@ def read_slug(root: Path) -> str:
     except FileNotFoundError:
         raise Exit(f"No pyproject.toml in {root}: run invoke inside a labdock project.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        if conflict := transaction.conflict_problem(root):
+            raise Exit(conflict) from None
         raise Exit(f"pyproject.toml does not parse ({error}): fix it, then retry.") from None
     except (KeyError, TypeError):
         raise Exit("pyproject.toml has no [project] name: restore it (it names the image).") from None
@@ -50,6 +53,7 @@ class Project:
     @classmethod
     def load(cls, c: Context, root: Path | None = None) -> Project:
         root = root or ROOT
+        transaction.settle(root)  # finish a dependency change a killed task left half done
         return cls(c, root, read_slug(root), settings_module.load(c, root))
 
     # --------------------------------------------------------------------- names on the engine

@@ -10,7 +10,7 @@ import webbrowser
 
 from invoke import Context, Exit, task
 
-from . import engine, envfile, network, tensorboard
+from . import agent, engine, envfile, live, network, tensorboard
 from .commands import cmd, progress, warn
 from .engine import GPU_HELP, compose
 from .guard import exclusive
@@ -53,9 +53,18 @@ def start(p: Project, gpu: bool = False, rebuild: bool = False) -> str:
     if s.tensorboard:
         tensorboard.check_port(p)
     engine.remove_leftovers(p)  # of an earlier start that failed or was interrupted
+    keep = live.up_flags(p, gpu)  # a server that `add` brought to the current lock keeps running
     try:
         result = compose(
-            p, "up", "--detach", "--no-build", gpu=gpu, tensorboard=s.tensorboard, warn=True, hide="stderr"
+            p,
+            "up",
+            "--detach",
+            "--no-build",
+            *keep,
+            gpu=gpu,
+            tensorboard=s.tensorboard,
+            warn=True,
+            hide="stderr",
         )
     except KeyboardInterrupt:
         raise Exit(
@@ -80,6 +89,7 @@ def start(p: Project, gpu: bool = False, rebuild: bool = False) -> str:
         print(error, file=sys.stderr)
         raise Exit("`docker compose up` failed (error above): the server is down; fix it, then `invoke up`.")
     wait_until_healthy(p)
+    agent.ensure(p)  # `pip install` in the lab goes through it
     url = server_url(p)
     print(f"JupyterLab: {url}")
     if s.tensorboard:

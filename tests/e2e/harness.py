@@ -197,7 +197,8 @@ def git_commit(root: Path, message: str = "Initial commit") -> None:
     if not (root / ".git").exists():
         subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", message], cwd=root, check=True, env=env)
+    # --allow-empty: a step may leave nothing to commit (e.g. `invoke lock` on the shipped lock).
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", message], cwd=root, check=True, env=env)
 
 
 def remove_project_state(project: Project) -> None:

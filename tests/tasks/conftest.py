@@ -12,7 +12,7 @@ import yaml
 from invoke import Config, MockContext, Result
 
 from tests.rendering import render
-from tests.tasks.helpers import ANSWERS, labdock, ok
+from tests.tasks.helpers import ANSWERS, FakeLifeline, labdock, ok
 
 # ----------------------------------------------------------------------------- fixtures
 
@@ -26,7 +26,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def project(rendered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private copy of the rendered project, which the package's tasks work on."""
     copy = Path(shutil.copytree(rendered, tmp_path / "unit-demo"))
+    (copy / "poetry.lock").unlink(missing_ok=True)  # the shipped lock: tests add theirs (write_lock)
     monkeypatch.setattr(labdock.project, "ROOT", copy)
+    # Processes the tasks start beside Docker: Poetry's watcher, the lab's pip helper.
+    monkeypatch.setattr(labdock.locking, "lifeline", FakeLifeline())
+    monkeypatch.setattr(labdock.agent, "spawn", lambda p, cid: None)
     monkeypatch.setattr(labdock.network, "port_in_use", lambda host, port: False)  # never probe
     # The image matches the project's files unless a test says otherwise (test_image.py tests how
     # that is decided; a missing image still counts as missing).

@@ -123,6 +123,43 @@ def on_command(c: MockContext, pattern: str, action: Callable[[], object]) -> No
     c.run.side_effect = side_effect
 
 
+def staging_of(command: str) -> Path:
+    """The staging folder a Poetry run works on (mounted at /workspace)."""
+    args = shlex.split(command)
+    mount = next(value for flag, value in pairwise(args) if flag == "-v" and value.endswith(":/workspace"))
+    return Path(mount.removesuffix(":/workspace"))
+
+
+def on_poetry(c: MockContext, action: Callable[[Path], object]) -> None:
+    """Run action(staging folder) whenever Poetry runs: what Poetry would write to its copy."""
+
+    def side_effect(command: str, *args: object, **kwargs: object):
+        if re.match(POETRY, command):
+            action(staging_of(command))
+        return DEFAULT
+
+    c.run.side_effect = side_effect
+
+
+class FakeLifeline:
+    """Stands in for locking.lifeline (a watcher process): records the containers it watched and
+    whether the watch was cut (what Ctrl-C does)."""
+
+    def __init__(self) -> None:
+        self.watched: list[str] = []
+        self.cut: list[str] = []
+
+    def __call__(self, name: str):
+        import contextlib
+
+        @contextlib.contextmanager
+        def watch():
+            self.watched.append(name)
+            yield lambda: self.cut.append(name)
+
+        return watch()
+
+
 class FakeClock:
     """Stands in for the time module: sleep() advances monotonic() at once."""
 

@@ -30,6 +30,7 @@ ENGINE_TASKS = {
     "exec": ("true",),
     "lock": (),
     "add": ("polars",),
+    "remove": ("polars",),
     "run-notebook": ("notebooks/getting-started.ipynb",),
     "lab": (),
     "push": ("1.0",),

@@ -156,3 +156,142 @@ def write_notebook(path: Path, ci: bool | None) -> None:
 
 def executed(c: MockContext) -> list[str]:
     return [shlex.split(command)[-3] for command in matching(c, COMPOSE_RUN)]
+
+
+# ----------------------------------------------------------------------------- parameters (-p)
+
+
+def parametrized(
+    path: Path, source: str = "alpha = 1\nname: str = 'x'\n", tags=("parameters",), minor: int = 5
+):
+    cells = [
+        {"cell_type": "markdown", "id": "m", "metadata": {}, "source": "# A run"},
+        {"cell_type": "code", "id": "p", "metadata": {"tags": list(tags)}, "outputs": [], "source": source,
+         "execution_count": None},
+        {"cell_type": "code", "id": "b", "metadata": {}, "outputs": [], "source": "print(alpha, name)",
+         "execution_count": None},
+    ]  # fmt: skip
+    if minor < 5:
+        for cell in cells:
+            del cell["id"]
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.write_text(json.dumps({"cells": cells, "metadata": {"kernelspec": kernelspec}, "nbformat": 4,
+                                "nbformat_minor": minor}))  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        (["alpha=0.5", "n=3", "flag=True", "name=train", "xs=[1, 2]", "quoted='3'", "empty="],
+         {"alpha": 0.5, "n": 3, "flag": True, "name": "train", "xs": [1, 2], "quoted": "3", "empty": ""}),
+        (["path=/data/x.csv", "eq=a=b"], {"path": "/data/x.csv", "eq": "a=b"}),
+    ],
+)  # fmt: skip
+def test_parameter_values_are_python_literals_or_strings(items, expected):
+    assert notebooks.parse_parameters(items) == expected
+
+
+@pytest.mark.parametrize("item", ["alpha", "=3", "2x=1", "a b=1"])
+def test_a_parameter_must_be_name_equals_value(item):
+    assert "is not name=value" in exit_of(lambda: notebooks.parse_parameters([item])).message
+
+
+def test_parameters_are_injected_after_the_parameters_cell(tmp_path):
+    data = notebooks.inject(parametrized(tmp_path / "run.ipynb"), {"alpha": 0.5, "name": "train"})
+    assert [cell.get("id") for cell in data["cells"]] == ["m", "p", "injected-parameters", "b"]
+    injected = data["cells"][2]
+    assert injected["metadata"] == {"tags": ["injected-parameters"]}
+    assert (
+        injected["source"]
+        == "# Parameters (injected by `invoke run-notebook -p`)\nalpha = 0.5\nname = 'train'\n"
+    )
+    assert data["metadata"]["labdock"]["parameters"] == {"alpha": 0.5, "name": "train"}
+    # Run again on the executed copy: the injected cell is replaced, not stacked.
+    again = tmp_path / "again.ipynb"
+    again.write_text(json.dumps(data))
+    assert [cell.get("id") for cell in notebooks.inject(again, {"alpha": 2})["cells"]] == [
+        "m", "p", "injected-parameters", "b"
+    ]  # fmt: skip
+
+
+def test_older_notebooks_get_no_cell_id(tmp_path):
+    data = notebooks.inject(parametrized(tmp_path / "old.ipynb", minor=4), {"alpha": 2})
+    assert "id" not in data["cells"][2]
+
+
+def test_an_undeclared_parameter_is_reported(tmp_path):
+    error = exit_of(lambda: notebooks.inject(parametrized(tmp_path / "run.ipynb"), {"alpha": 1, "beta": 2}))
+    assert error.message == (
+        f"{tmp_path / 'run.ipynb'} does not declare beta in its `parameters` cell (it sets alpha, name): "
+        "check the name, or add it to that cell."
+    )
+
+
+def test_a_notebook_without_a_parameters_cell(tmp_path):
+    error = exit_of(lambda: notebooks.inject(parametrized(tmp_path / "run.ipynb", tags=()), {"alpha": 1}))
+    assert "has no cell tagged `parameters`: tag the cell that sets the defaults" in error.message
+
+
+def test_magics_in_the_parameters_cell(tmp_path):
+    notebook = parametrized(
+        tmp_path / "run.ipynb", source="%matplotlib inline\nalpha, (beta, gamma) = 1, (2, 3)\n"
+    )
+    assert notebooks.inject(notebook, {"gamma": 4})["cells"][2]["source"].endswith("gamma = 4\n")
+
+
+def test_run_notebook_with_parameters_runs_the_injected_copy(make_ctx, project, monkeypatch, capsys):
+    monkeypatch.chdir(project)
+    parametrized(project / "notebooks" / "run.ipynb")
+    c = make_ctx()
+    notebooks.run_notebook(c, "notebooks/run.ipynb", param=["alpha=0.5"])
+    args = args_of(c, COMPOSE_RUN)
+    target = project / "notebooks" / "run.executed.ipynb"
+    assert args[-3:] == [
+        "/workspace/notebooks/run.executed.ipynb",
+        "--output",
+        "/workspace/notebooks/run.executed.ipynb",
+    ]
+    assert json.loads(target.read_text())["cells"][2]["source"].endswith("alpha = 0.5\n")
+    assert "Executed copy: notebooks/run.executed.ipynb" in capsys.readouterr().out
+
+
+def test_run_notebook_checks_parameters_before_starting_anything(make_ctx, project, monkeypatch):
+    monkeypatch.chdir(project)
+    parametrized(project / "notebooks" / "run.ipynb")
+    c = make_ctx()
+    error = exit_of(lambda: notebooks.run_notebook(c, "notebooks/run.ipynb", param=["beta=1"]))
+    assert "does not declare beta" in error.message
+    assert not matching(c, COMPOSE_RUN)
+    assert not matching(c, r"docker build")
+
+
+def test_run_notebook_parameters_need_one_notebook(make_ctx, project, monkeypatch):
+    monkeypatch.chdir(project)
+    parametrized(project / "notebooks" / "run.ipynb")
+    error = exit_of(lambda: notebooks.run_notebook(make_ctx(), "notebooks", param=["alpha=1"]))
+    assert (
+        error.message == "-p sets the parameters of one notebook, but notebooks holds 2: name the notebook."
+    )
+
+
+def test_run_notebook_gets_dash_p():
+    flags = {arg.name: arg.names for arg in notebooks.run_notebook.get_arguments()}
+    assert "p" in flags["param"]
+    assert "p" not in flags["path"]
+
+
+def test_the_starter_notebook_declares_a_parameter(project):
+    data = notebooks.inject(project / "notebooks" / "getting-started.ipynb", {"greeting": "Hi"})
+    assert data["cells"][-2]["source"].endswith("greeting = 'Hi'\n")
+
+
+def test_parameters_are_for_python_notebooks(tmp_path):
+    notebook = parametrized(tmp_path / "r.ipynb")
+    data = json.loads(notebook.read_text())
+    data["metadata"]["kernelspec"] = {"name": "ir", "display_name": "R", "language": "R"}
+    notebook.write_text(json.dumps(data))
+    assert (
+        "runs R: -p injects Python assignments"
+        in exit_of(lambda: notebooks.inject(notebook, {"a": 1})).message
+    )
