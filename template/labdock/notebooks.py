@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import ast
 import json
+import secrets
+import sys
 import time
 from pathlib import Path
 
 from invoke import Context, Exit, Task, task
 
 from . import engine, envfile
+from .commands import run
 from .engine import GPU_HELP, compose
 from .image import ensure_image
 from .project import SERVICE, Project
@@ -136,12 +139,15 @@ def execute(
     if parameters:
         target.write_text(json.dumps(inject(source, parameters), indent=1) + "\n", encoding="utf-8")
         source = target
+    name = f"{p.compose_project}-run-{secrets.token_hex(4)}"  # to remove it if it never starts
     result = compose(
         p,
         "run",
         "--rm",
         "--no-deps",
         "-T",
+        "--name",
+        name,
         SERVICE,
         "jupyter",
         "nbconvert",
@@ -154,10 +160,16 @@ def execute(
         p.container_path(str(target)),
         gpu=gpu,
         warn=True,
+        hide="stderr",
     )
     if result.ok:
         print(f"Executed copy: {target}")
-    return result.ok
+        return True
+    run(p.c, "docker", "rm", "--force", name, hide=True, warn=True)  # a container that never started
+    if gpu and engine.is_nvidia_error(result.stderr):
+        raise Exit(engine.no_gpu_runtime(f"invoke run-notebook {source}"))
+    print(result.stderr.rstrip(), file=sys.stderr)  # the cell's traceback
+    return False
 
 
 class ParamTask(Task):

@@ -134,6 +134,19 @@ def test_gpu_requested_on_an_engine_without_nvidia_runtime(project, tmp_path):
             "status=created",
         ).stdout.split()
         assert left == []  # no half-made container stays behind
+        line = failure(project, "run-notebook", "notebooks/getting-started.ipynb", "--gpu")
+        assert "no NVIDIA GPU runtime" in line
+        assert "`invoke run-notebook notebooks/getting-started.ipynb --no-gpu`" in line
+        left = docker(
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            f"label=com.docker.compose.project={project.answers['project_slug']}",
+            "--filter",
+            "status=created",
+        ).stdout.split()
+        assert left == []
     finally:
         (project.root / "compose.gpu.yaml").unlink()
         project.invoke("down")

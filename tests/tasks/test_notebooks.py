@@ -13,6 +13,7 @@ from tests.tasks.helpers import (
     COMPOSE_RUN,
     args_of,
     call_of,
+    commands,
     exit_of,
     fail,
     labdock,
@@ -45,7 +46,8 @@ def test_run_notebook_maps_host_paths(make_ctx, project, monkeypatch, capsys):
     notebooks.run_notebook(c, "notebooks/getting-started.ipynb")
     args = args_of(c, COMPOSE_RUN)
     assert args[args.index("run") :] == [
-        *("run", "--rm", "--no-deps", "-T", "lab", "jupyter", "nbconvert", "--to", "notebook"),
+        *("run", "--rm", "--no-deps", "-T", "--name", args[args.index("--name") + 1], "lab"),
+        *("jupyter", "nbconvert", "--to", "notebook"),
         *("--execute", "--ExecutePreprocessor.timeout=-1"),
         *("/workspace/notebooks/getting-started.ipynb", "--output"),
         "/workspace/notebooks/getting-started.executed.ipynb",
@@ -295,3 +297,16 @@ def test_parameters_are_for_python_notebooks(tmp_path):
         "runs R: -p injects Python assignments"
         in exit_of(lambda: notebooks.inject(notebook, {"a": 1})).message
     )
+
+
+def test_run_notebook_without_an_nvidia_runtime_leaves_nothing(make_ctx, project, monkeypatch):
+    monkeypatch.chdir(project)
+    (project / "compose.gpu.yaml").write_text("services: {}\n")
+    refused = 'Error response from daemon: could not select device driver "nvidia" with capabilities: [[gpu]]'
+    c = make_ctx({COMPOSE_RUN: fail(refused)}, gpu="nvidia")
+    error = exit_of(lambda: notebooks.run_notebook(c, "notebooks/getting-started.ipynb"))
+    assert error.message.startswith("The Docker engine has no NVIDIA GPU runtime")
+    assert "`invoke run-notebook notebooks/getting-started.ipynb --no-gpu`" in error.message
+    name = args_of(c, COMPOSE_RUN)[args_of(c, COMPOSE_RUN).index("--name") + 1]
+    assert name.startswith("unit-demo-run-")
+    assert f"docker rm --force {name}" in commands(c)  # the Created container is removed
