@@ -120,7 +120,7 @@ def baseline_dockerfile(python: str, index_env: dict) -> str:
         "RUN poetry config virtualenvs.create false\n"
         "WORKDIR /app\n"
         "COPY pyproject.toml poetry.lock ./\n"
-        f"RUN {prefix}poetry install --no-root --all-groups\n"
+        f"RUN {prefix}poetry install --no-root\n"
         "COPY . .\n"
         "EXPOSE 8888\n"
         'CMD ["jupyter", "lab", "--ip=0.0.0.0", "--allow-root", "--no-browser"]\n'
@@ -584,7 +584,7 @@ def markdown(result: dict) -> str:
         "rebuild is fully cached (the same image id, checked each run; the time is `invoke build` finding "
         "that out) and the running server sees the edit (checked each run).",
         "- baseline: one stage; `pip install poetry`, `poetry config virtualenvs.create false`, "
-        "`COPY pyproject.toml poetry.lock`, `poetry install --no-root --all-groups`, `COPY . .`; runs as "
+        "`COPY pyproject.toml poetry.lock`, `poetry install --no-root`, `COPY . .`; runs as "
         "root. Same base image, lock and package-index settings (this network's mirror and CA bundle).",
         "- First lab: from `copier copy` to a server whose /api answers. labdock: `invoke up` with the "
         "lock shipped for the answers; baseline: `poetry lock` from nothing (no poetry.lock; Poetry on "

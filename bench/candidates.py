@@ -6,7 +6,7 @@ Each candidate is labdock's generated project with only the install step swapped
 (base image, stages, the two layers, lock, package-index settings) stays the same:
   uv      `poetry export` per layer, then `uv pip sync --require-hashes` (what labdock ships)
   pip     the same exports, `pip install --require-hashes --no-compile` (pip cache mount)
-  poetry  `poetry sync --only lab`, then `poetry sync --all-groups`, Poetry's cache mounted; the
+  poetry  `poetry sync --only lab`, then `poetry sync`, Poetry's cache mounted; the
           layers are keyed by pyproject.toml + poetry.lock, since Poetry installs from those
 Per candidate: cold build (build cache pruned), rebuild after adding tqdm (lock prepared once,
 untimed), image size. Writes bench/candidates.md and .json. Prunes the build cache too.
@@ -58,7 +58,7 @@ def use_poetry(project: Path) -> None:
     layers = (
         "COPY pyproject.toml poetry.lock /opt/labdock/project/\n"
         + poetry_layer("--only lab")
-        + poetry_layer("--all-groups")
+        + poetry_layer("")
         + "RUN echo /workspace/src >\"$(python -c 'import sysconfig; "
         'print(sysconfig.get_path("purelib"))\')/project-src.pth"\n\n'
     )

@@ -79,7 +79,7 @@ EXTRAS = [
 ]
 MATRIX = matrix()
 STACK_PACKAGES = {
-    "minimal": {"jupyterlab", "ipykernel", "ipywidgets", "jupyterhub"},
+    "minimal": {"jupyterlab", "ipykernel", "ipywidgets"},
     "scipy": {"numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "seaborn"},
     "pytorch": {"torch", "torchvision"},
 }
@@ -110,6 +110,8 @@ def test_pyproject_dependencies_follow_the_stack(project):
     lab = data["tool"]["poetry"]["group"]["lab"]["dependencies"]
     expected = set().union(*(STACK_PACKAGES[layer] for layer in STACK_LAYERS[answers["stack"]]))
     assert set(lab) == expected | ({"tensorboard"} if answers.get("tensorboard") else set())
+    hub = data["tool"]["poetry"]["group"]["hub"]  # jupyterhub: only in the singleuser image
+    assert hub["optional"] is True and set(hub["dependencies"]) == {"jupyterhub"}
     sources = {source["name"]: source for source in data["tool"]["poetry"].get("source", [])}
     if answers["stack"] == "pytorch" and answers["gpu"] == "none":
         # CPU wheels from PyTorch's index on Linux/Windows (explicit: nothing else comes from it)

@@ -399,7 +399,6 @@ def test_flipping_answers_adds_and_removes_files_and_dependencies(template_repo,
         "jupyterlab",
         "ipykernel",
         "ipywidgets",
-        "jupyterhub",
     }
     assert answers(project)["stack"] == "minimal"
 

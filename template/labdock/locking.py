@@ -271,12 +271,17 @@ def _key(package: dict) -> tuple:
     return (package.get("version"), tuple(files), repr(package.get("source")))
 
 
+# Optional groups of the template's pyproject.toml: locked, but not in the image `invoke up` runs.
+OPTIONAL_GROUPS = {"hub"}
+
+
 def _installed(lock: dict) -> dict[str, dict]:
-    """The lock's packages the image installs (all groups; extras-only packages are left out)."""
+    """The lock's packages the runtime image installs: every group but the optional ones
+    (extras-only packages are left out too)."""
     return {
         normalize(package["name"]): package
         for package in lock.get("package", [])
-        if not package.get("optional", False)
+        if not package.get("optional", False) and not set(package.get("groups", ["main"])) <= OPTIONAL_GROUPS
     }
 
 

@@ -250,7 +250,7 @@ def lab(c: Context, local: bool = False) -> None:
     if s.ca_bundle:
         index_env["REQUESTS_CA_BUNDLE"] = s.ca_bundle
     with c.cd(str(p.root)):
-        c.run("poetry install --all-groups", env=index_env)  # all groups: as in the image
+        c.run("poetry install", env=index_env)  # every group but the optional hub one: as in the image
         print(f"JupyterLab: http://{network.url_host(s.bind)}:{s.port}/lab?token={token}")
         allow_root = ["--allow-root"] if host_ids()[0] == 0 else []  # Jupyter refuses root otherwise
         c.run(

@@ -278,12 +278,12 @@ def test_requirements_refuse_what_cannot_be_installed_by_hash():
 
 def test_requirements_match_poetry_export(rendered, tmp_path):
     """The shipped lock of the rendered project: the same packages, versions, hashes and
-    platforms as `poetry export --all-groups` (what the image installs)."""
+    platforms as `poetry export` (its default groups: what the runtime image installs)."""
     from packaging.markers import Marker
 
     project = Path(shutil.copytree(rendered, tmp_path / "export"))
     poetry = Path(sys.executable).with_name("poetry")
-    exported = subprocess.run([poetry, "export", "--all-groups"], cwd=project,
+    exported = subprocess.run([poetry, "export"], cwd=project,
                               capture_output=True, text=True, check=True).stdout  # fmt: skip
     ours = locking.requirements(tomllib.loads((project / "poetry.lock").read_text()))
     linux = {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
@@ -306,3 +306,17 @@ def test_requirements_match_poetry_export(rendered, tmp_path):
 
     assert installed(ours) == installed(exported)
     assert len(installed(ours)) > 50
+
+
+def test_the_optional_hub_group_is_not_the_runtime_images():
+    """jupyterhub and what only it needs are locked (group hub) but never installed into the
+    server `invoke up` runs; a package the hub shares with the lab stays."""
+    lock = {
+        "package": [
+            {"name": "jupyterhub", "version": "6.1.1", "groups": ["hub"]},
+            {"name": "SQLAlchemy", "version": "2.0.0", "groups": ["hub"]},
+            {"name": "tornado", "version": "6.5", "groups": ["hub", "lab"]},
+            {"name": "numpy", "version": "2.3", "groups": ["lab"]},
+        ]
+    }
+    assert sorted(locking._installed(lock)) == ["numpy", "tornado"]

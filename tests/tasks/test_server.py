@@ -313,7 +313,7 @@ def test_lab_local(make_ctx, project, monkeypatch):
     server.lab(c, local=True)
     token = envfile.read(project / ".env")["LABDOCK_TOKEN"]
     assert commands(c) == [
-        "poetry install --all-groups",
+        "poetry install",
         "poetry run jupyter lab --no-browser --ip=127.0.0.1 --port=8888",
     ]
     assert c.run.call_args_list[1].kwargs["env"] == {"JUPYTER_TOKEN": token}
