@@ -278,12 +278,14 @@ def test_requirements_refuse_what_cannot_be_installed_by_hash():
 
 def test_requirements_match_poetry_export(rendered, tmp_path):
     """The shipped lock of the rendered project: the same packages, versions, hashes and
-    platforms as `poetry export` (its default groups: what the runtime image installs)."""
+    platforms as `poetry export --with` every non-optional group (what the runtime image installs)."""
     from packaging.markers import Marker
 
     project = Path(shutil.copytree(rendered, tmp_path / "export"))
     poetry = Path(sys.executable).with_name("poetry")
-    exported = subprocess.run([poetry, "export"], cwd=project,
+    groups = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["poetry"]["group"]
+    default = ",".join(name for name, group in groups.items() if not group.get("optional"))
+    exported = subprocess.run([poetry, "export", "--with", default], cwd=project,
                               capture_output=True, text=True, check=True).stdout  # fmt: skip
     ours = locking.requirements(tomllib.loads((project / "poetry.lock").read_text()))
     linux = {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
