@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import os
 import platform
@@ -47,7 +46,7 @@ sys.path.insert(0, str(REPO))
 from tests.e2e.harness import read_token  # noqa: E402 - the repository's own helpers
 from tests.e2e.kernel import Kernel, KernelError  # noqa: E402
 
-SLUG = "bench"  # from project_name "Bench"; also the image name
+SLUG = "bench"  # from project_name "Bench"; also the package name
 BASELINE = "bench-baseline:latest"
 PORT, BASELINE_PORT, BARE_PORT, FIRST_PORT = 18801, 18802, 18803, 18804
 FIRST, WARM = "bench-first", "bench-warm"  # the projects of the first-lab figures (their slugs)
@@ -202,6 +201,16 @@ class Bench:
     def invoke(self, *args: str) -> None:
         sh(*INVOKE, *args, cwd=self.project, env=self.env)
 
+    def invoke_with(self, env: dict[str, str], *args: str) -> None:
+        sh(*INVOKE, *args, cwd=self.project, env=env)
+
+    def image(self, tag: str = "latest") -> str:
+        """The project's local image: named after the checkout (.labdock/checkout.json, made by
+        its first task), so that other checkouts of "Bench" on the engine are left alone."""
+        record = self.project / ".labdock" / "checkout.json"
+        name = json.loads(record.read_text())["name"] if record.exists() else SLUG
+        return f"{name}:{tag}"
+
     def copier_copy(self, dest: Path, name: str = "Bench") -> None:
         data = {"project_name": name, "stack": self.args.stack, "python_version": self.args.python}
         flags = [f"--data={key}={value}" for key, value in data.items()]
@@ -248,7 +257,7 @@ class Bench:
     def cold(self) -> None:
         """No image of either project and an empty build cache (the base images stay)."""
         sh("docker", "rm", "-f", "bench-baseline", "bench-bare", "bench-first-baseline", check=False)
-        images = [f"{SLUG}:latest", f"{SLUG}:builder", BASELINE, "bench-first-baseline:latest"]
+        images = [self.image(), self.image("builder"), BASELINE, "bench-first-baseline:latest"]
         images += [f"{name}:{tag}" for name in (FIRST, WARM) for tag in ("latest", "builder")]
         sh("docker", "image", "rm", *images, check=False)
         sh("docker", "volume", "rm", "-f", f"{FIRST}-poetry-cache", f"{WARM}-poetry-cache", check=False)
@@ -325,11 +334,11 @@ class Bench:
         self.cold()
         self.record("cold build", "labdock", timed("labdock cold build", lambda: self.invoke("build")))
         self.record("cold build", "baseline", timed("baseline cold build", self.build_baseline))
-        for variant, image in (("labdock", f"{SLUG}:latest"), ("baseline", BASELINE)):
+        for variant, image in (("labdock", self.image()), ("baseline", BASELINE)):
             size = int(sh("docker", "image", "inspect", "-f", "{{.Size}}", image).stdout) / 1e6
             self.record("image size (MB)", variant, size)
 
-        built = sh("docker", "image", "inspect", "-f", "{{.Id}}", f"{SLUG}:latest").stdout
+        built = sh("docker", "image", "inspect", "-f", "{{.Id}}", self.image()).stdout
         for folder in (self.project, self.base):  # one edit in src/, one in notebooks/
             module = folder / "src" / SLUG / "__init__.py"
             module.write_text(module.read_text() + "\nEDITED = True\n")
@@ -339,10 +348,10 @@ class Bench:
         self.record(figure, "labdock", timed("labdock rebuild after edits", lambda: self.invoke("build")))
         self.record(figure, "baseline", timed("baseline rebuild after edits", self.build_baseline))
         # "No rebuild at all": the same image, every layer from the cache.
-        assert sh("docker", "image", "inspect", "-f", "{{.Id}}", f"{SLUG}:latest").stdout == built
+        assert sh("docker", "image", "inspect", "-f", "{{.Id}}", self.image()).stdout == built
 
         self.record("up to healthy", "labdock", timed("labdock `invoke up`", lambda: self.invoke("up")))
-        image = f"{SLUG}:latest"
+        image = self.image()
         bare = timed("bare JupyterLab start", lambda: start_container(image, "bench-bare", BARE_PORT))
         self.record("bare JupyterLab start (same image)", "labdock", bare)
         sh("docker", "rm", "-f", "bench-bare")
@@ -404,35 +413,21 @@ class Bench:
     def hub_spawns(self) -> None:
         """The team hub: spawn until a user's server answers through the hub, against a bare start.
 
-        Built and started with the project's own labdock/hub.py command lines (the test login on
-        loopback). Each run spawns a new user (a new, empty volume: the slower first start) and then
+        Built and started by the project's own `invoke hub` (the test login on loopback). Each run
+        spawns a new user (a new, empty volume: the slower first start) and then
         restarts a returning one; the bare start is `docker run` of the same singleuser image with
         `jupyter lab`, until /api answers."""
         import requests  # the e2e group's; only this part logs in over HTTP
 
-        spec = importlib.util.spec_from_file_location("bench_hub", self.project / "labdock" / "hub.py")
-        hub = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(hub)
-        index = {
-            "pypi_mirror": os.environ.get("INVOKE_LABDOCK_PYPI_MIRROR", ""),
-            "ca_bundle": os.environ.get("INVOKE_LABDOCK_CA_BUNDLE", ""),
+        # The project's own `invoke hub` builds both images and starts the hub (the test login).
+        env = {
+            **self.env,
+            "INVOKE_LABDOCK_HUB_AUTH": "shared-password",
+            "INVOKE_LABDOCK_HUB_PORT": str(HUB_PORT),
+            "LABDOCK_HUB_PASSWORD": HUB_PASSWORD,
         }
-        image, hub_image, prefix = f"{SLUG}:singleuser", f"{SLUG}-hub:bench", f"{SLUG}-hubbench"
-        build = hub.singleuser_build_command(
-            project_dir=".", tag=image, python_version=self.args.python, **index
-        )
-        timed("singleuser image build", lambda: sh(*build, cwd=self.project))
-        build = hub.hub_build_command(hub_dir="hub", tag=hub_image, **index)
-        timed("hub image build", lambda: sh(*build, cwd=self.project))
-        env = hub.hub_environment(
-            prefix=prefix,
-            image=image,
-            hub_image=hub_image,
-            port=HUB_PORT,
-            auth="shared-password",
-            shared_password=HUB_PASSWORD,
-            docker_host=os.environ.get("DOCKER_HOST", ""),
-        )
+        image = self.image("singleuser")
+        hub_image = image.replace(":singleuser", "-hub:latest")
         base = f"http://127.0.0.1:{HUB_PORT}"
 
         def user_token(name: str) -> str:
@@ -463,10 +458,8 @@ class Bench:
                     raise SystemExit(f"{name}'s server did not stop within 60 s")
                 time.sleep(0.2)
 
-        up = [*hub.compose_command(prefix, *hub.UP, compose_file="hub/compose.yaml")]
-        down = hub.down_command(prefix, volumes=True)
         try:
-            sh(*up, cwd=self.project, env=env)
+            timed("invoke hub (both images built, hub healthy)", lambda: self.invoke_with(env, "hub"))
             for run in range(self.args.runs):
                 bare = timed(
                     "bare start of the singleuser image",
@@ -483,10 +476,7 @@ class Bench:
                 self.record("hub spawn, returning user", "labdock", again)
                 stop(name, token)
         finally:
-            sh(*down, cwd=self.project, env=env, check=False)
-            volumes = sh(*hub.user_volumes_command(prefix), check=False).stdout.split()
-            if volumes:
-                sh("docker", "volume", "rm", "-f", *volumes, check=False)
+            sh(*INVOKE, "hub", "--down", "--volumes", cwd=self.project, env=env, check=False)
             sh("docker", "rm", "-f", "bench-bare", check=False)
             sh("docker", "image", "rm", image, hub_image, check=False)
 
@@ -639,7 +629,15 @@ def main() -> None:
     finally:
         sh(*INVOKE, "down", "--volumes", cwd=bench.project, env=bench.env, check=False)
         sh("docker", "rm", "-f", "bench-baseline", "bench-bare", "bench-first-baseline", check=False)
-        images = [f"{name}:{tag}" for name in (SLUG, FIRST, WARM) for tag in ("latest", "builder")]
+        # The projects' images are named after their checkouts (bench-<user>-<hash>...): by prefix.
+        listed = sh(
+            "docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", check=False
+        ).stdout.split()
+        images = [
+            ref
+            for ref in listed
+            if ref.startswith(("bench-", "bench:")) and not ref.startswith("bench-baseline")
+        ]
         sh(
             "docker",
             "image",
@@ -650,8 +648,9 @@ def main() -> None:
             POETRY_IMAGE,
             check=False,
         )
-        volumes = [f"{name}-poetry-cache" for name in (SLUG, FIRST, WARM)]
-        sh("docker", "volume", "rm", "-f", *volumes, POETRY_CACHE, check=False)
+        volumes = sh("docker", "volume", "ls", "--quiet", check=False).stdout.split()
+        caches = [name for name in volumes if name.startswith("bench") and name.endswith("poetry-cache")]
+        sh("docker", "volume", "rm", "-f", *caches, POETRY_CACHE, check=False)
         sh("docker", "image", "prune", "-f", check=False)
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -68,6 +68,14 @@ def use_poetry(project: Path) -> None:
 CANDIDATES = {"uv": lambda project: None, "pip": use_pip, "poetry": use_poetry}
 
 
+def images(project: Path) -> list[str]:
+    """A project's local images: named after its checkout (.labdock/checkout.json, made by its
+    first task; each copy below is a checkout of its own, with a fresh image)."""
+    record = project / ".labdock" / "checkout.json"
+    name = json.loads(record.read_text())["name"] if record.exists() else SLUG
+    return [f"{name}:latest", f"{name}:builder"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1)
@@ -92,20 +100,21 @@ def main() -> None:
             for name, patch in CANDIDATES.items():
                 print(f"run {run + 1}: {name}", flush=True)
                 project = tmp / f"{name}-{run}"
-                shutil.copytree(source, project, symlinks=True)
+                shutil.copytree(source, project, symlinks=True, ignore=shutil.ignore_patterns(".labdock"))
                 for file, text in locked.items():
                     (project / file).write_text(text)
                 patch(project)
-                sh("docker", "image", "rm", f"{SLUG}:latest", f"{SLUG}:builder", check=False)
                 sh("docker", "builder", "prune", "-af")
                 build = lambda p=project: sh(*INVOKE, "build", cwd=p)  # noqa: E731
                 record("cold build (s)", name, timed(f"{name} cold", build))
-                size = int(sh("docker", "image", "inspect", "-f", "{{.Size}}", f"{SLUG}:latest").stdout) / 1e6
+                inspected = sh("docker", "image", "inspect", "-f", "{{.Size}}", images(project)[0])
+                size = int(inspected.stdout) / 1e6
                 record("image size (MB)", name, size)
                 for file, text in with_tqdm.items():
                     (project / file).write_text(text)
                 rebuild = timed(f"{name} rebuild, tqdm added", build)
                 record("rebuild after adding a dependency (s)", name, rebuild)
+                sh("docker", "image", "rm", *images(project), check=False)
         rows = [
             {"figure": figure, **{name: round(statistics.median(values), 2) for name, values in by.items()}}
             for figure, by in figures.items()
@@ -129,7 +138,7 @@ def main() -> None:
         args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
     finally:
-        sh("docker", "image", "rm", f"{SLUG}:latest", f"{SLUG}:builder", check=False)
+        sh("docker", "image", "rm", *images(tmp / "source"), check=False)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -37,9 +37,12 @@ if [ -z "$project" ]; then
   (cd "$project" && invoke build)
 fi
 cd "$project"
-image="$(sed -n 's/^name: //p' compose.yaml):latest"
+# The checkout's name on the engine, fixed by its first task (labdock/project.py).
+name=$(python3 -c "import json; print(json.load(open('.labdock/checkout.json'))['name'])") \
+  || fail "no .labdock/checkout.json in $project: run \`invoke build\` there first."
+image="$name:latest"
 docker image inspect "$image" >/dev/null 2>&1 || fail "no image $image: run \`invoke build\` in $project first."
-export JUPYTER_TOKEN=gpu-check LABDOCK_IMAGE=$image
+export LABDOCK_TOKEN=gpu-check LABDOCK_PROJECT="$name" LABDOCK_IMAGE=$image
 override=$(mktemp --suffix=.yaml)  # the project's own compose.gpu.yaml is left alone
 trap 'rm -f "$override"' EXIT
 

@@ -20,7 +20,11 @@ from tests.standalone import load
 
 gpu = load("gpu")
 # compose.yaml reads the token from one of these, depending on the template version
-TOKEN = {"JUPYTER_TOKEN": "t" * 64, "LABDOCK_TOKEN": "t" * 64}
+TOKEN = {
+    "JUPYTER_TOKEN": "t" * 64,
+    "LABDOCK_TOKEN": "t" * 64,
+    "LABDOCK_PROJECT": "gpu-render-alpha-me-0123abcd",
+}
 UUID = "GPU-4a6c1e2b-8f3d-7a91-2c5e-0b9d8e7f6a51"
 
 

@@ -149,8 +149,9 @@ def import_package(root: Path, package: str, scratch: Path) -> dict:
     return json.loads(lines[0])
 
 
-def compose_config(root: Path) -> dict:
-    env = {"PATH": "/usr/bin:/bin", "LABDOCK_TOKEN": "t" * 64}
+def compose_config(root: Path, slug: str) -> dict:
+    # LABDOCK_PROJECT as `invoke up` writes it into .env: the checkout's name, after the slug.
+    env = {"PATH": "/usr/bin:/bin", "LABDOCK_TOKEN": "t" * 64, "LABDOCK_PROJECT": f"{slug}-me-0123abcd"}
     result = run_in(root, tool("docker-compose"), "config", "--format", "json", **env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -171,8 +172,8 @@ def check_project(root: Path, answers: dict, reference: dict, scratch: Path) -> 
     assert report["results"] == {"greet": f"Hello, world, from {answers['project_name']}!"}
     assert report["called"] == []
     assert set(report["imported"]) <= set(reference["imported"])
-    compose = compose_config(root)
-    assert compose["name"] == answers["project_slug"]
+    compose = compose_config(root, answers["project_slug"])
+    assert compose["name"] == f"{answers['project_slug']}-me-0123abcd"
     # `config` prints compose's own syntax, every literal $ written $$ again: a name with $HOME
     # that compose had expanded would print the home folder instead.
     title = compose["services"]["lab"]["labels"]["org.opencontainers.image.title"]

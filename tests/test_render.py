@@ -23,6 +23,7 @@ import yaml
 
 from tests import precommit
 from tests.rendering import choices, questions, render, tool
+from tests.standalone import load
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,8 +170,12 @@ def test_answers_file_and_yaml_parse(project):
     assert config["bind"] == "127.0.0.1"
 
 
+# What `invoke up` writes into .env besides the token: the checkout's name on the engine.
+CHECKOUT_ENV = {"LABDOCK_TOKEN": "t" * 64, "LABDOCK_PROJECT": "render-me-0123abcd"}
+
+
 def compose_config(root: Path, *args: str, **env: str) -> dict:
-    env = {"PATH": "/usr/bin:/bin", "LABDOCK_TOKEN": "t" * 64, **env}
+    env = {"PATH": "/usr/bin:/bin", **CHECKOUT_ENV, **env}
     result = run_in(root, tool("docker-compose"), *args, "config", "--format", "json", **env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -178,38 +183,47 @@ def compose_config(root: Path, *args: str, **env: str) -> dict:
 
 def test_compose_config_accepts_the_files(project):
     root, answers = project
-    compose = tool("docker-compose")
-    env = {"PATH": "/usr/bin:/bin", "LABDOCK_TOKEN": "t" * 64}
-    files = [["-f", "compose.yaml"]]
-    if answers["gpu"] == "nvidia":
-        files.append(["-f", "compose.yaml", "-f", "compose.gpu.yaml"])
-    else:
-        assert not (root / "compose.gpu.yaml").exists()
-    for args in files:
-        result = run_in(root, compose, *args, "config", "--format", "json", **env)
-        assert result.returncode == 0, result.stderr
-        service = json.loads(result.stdout)["services"]["lab"]
-        assert service["ports"][0]["host_ip"] == "127.0.0.1"
-        assert service["ports"][0]["published"] == str(answers.get("jupyter_port", 8888))
-        assert service["environment"]["JUPYTER_TOKEN"] == "t" * 64
-        reservations = service.get("deploy", {}).get("resources", {}).get("reservations", {})
-        assert bool(reservations.get("devices")) == ("compose.gpu.yaml" in args)
+    assert not (root / "compose.gpu.yaml").exists()  # written by the tasks (gpu.py), never rendered
+    config = compose_config(root, "-f", "compose.yaml")
+    assert config["name"] == "render-me-0123abcd"  # the checkout's, never the bare slug
+    service = config["services"]["lab"]
+    assert service["ports"][0]["host_ip"] == "127.0.0.1"
+    assert service["ports"][0]["published"] == str(answers.get("jupyter_port", 8888))
+    assert service["environment"]["JUPYTER_TOKEN"] == "t" * 64
+    assert not service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
+    auto = compose_config(root, LABDOCK_PORT="")["services"]["lab"]["ports"][0]  # port: auto, first start
+    assert auto["host_ip"] == "127.0.0.1" and not auto.get("published")  # the engine picks one
 
 
-def test_gpu_override_merges_devices_and_nvidia_variables(project):
+def test_the_checkouts_labels_reach_container_volumes_and_network(project):
+    root, _ = project
+    labels = {"LABDOCK_CHECKOUT": "0123abcd4567", "LABDOCK_FOLDER": "/now", "LABDOCK_ORIGIN": "/first"}
+    config = compose_config(root, LABDOCK_USER="alice", **labels)
+    assert config["services"]["lab"]["labels"]["dev.labdock.folder"] == "/now"
+    for volume in ("jupyter-state", "python-cache"):
+        assert config["volumes"][volume]["labels"] == {
+            "dev.labdock.checkout": "0123abcd4567",
+            "dev.labdock.folder": "/first",  # never changes: Compose would recreate the volume
+            "dev.labdock.user": "alice",
+        }
+    assert config["networks"]["default"]["labels"]["dev.labdock.folder"] == "/first"
+    assert config["volumes"]["jupyter-state"]["name"] == "render-me-0123abcd_jupyter-state"
+
+
+def test_the_gpu_request_is_written_by_the_tasks_and_ignored_by_git(project):
     root, answers = project
-    if answers["gpu"] != "nvidia":
-        return
-    merged = compose_config(root, "-f", "compose.yaml", "-f", "compose.gpu.yaml", LABDOCK_GPUS="0,1")
-    lab = merged["services"]["lab"]
-    assert lab["deploy"]["resources"]["reservations"]["devices"] == [
-        {"driver": "nvidia", "count": -1, "capabilities": ["gpu"]}  # -1: compose's "all"
-    ]
-    assert lab["environment"]["NVIDIA_VISIBLE_DEVICES"] == "0,1"
+    assert "compose.gpu.yaml" in (root / ".gitignore").read_text().splitlines()
+    gpu = load("gpu")
+    (root / "compose.gpu.yaml").write_text(gpu.override_yaml(gpu.selection(answers["gpu"], "0,1", True)))
+    try:
+        lab = compose_config(root, "-f", "compose.yaml", "-f", "compose.gpu.yaml")["services"]["lab"]
+    finally:
+        (root / "compose.gpu.yaml").unlink()
+    (request,) = lab["deploy"]["resources"]["reservations"]["devices"]
+    assert request == {"driver": "nvidia", "device_ids": ["0", "1"], "capabilities": ["gpu"]}
     assert lab["environment"]["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
+    assert "NVIDIA_VISIBLE_DEVICES" not in lab["environment"]  # set by the runtime from the request
     assert lab["environment"]["JUPYTER_TOKEN"] == "t" * 64  # merged, not replaced
-    default = compose_config(root, "-f", "compose.yaml", "-f", "compose.gpu.yaml")
-    assert default["services"]["lab"]["environment"]["NVIDIA_VISIBLE_DEVICES"] == "all"
 
 
 def test_resource_limits_come_from_the_environment(project):
@@ -240,7 +254,10 @@ def test_compose_refuses_to_start_without_a_token(project):
     root, _ = project
     result = run_in(root, tool("docker-compose"), "config", PATH="/usr/bin:/bin")
     assert result.returncode != 0
-    assert "LABDOCK_TOKEN is not set" in result.stderr
+    assert "LABDOCK_PROJECT is not set - run `invoke up` or `invoke prepare`" in result.stderr
+    named = run_in(root, tool("docker-compose"), "config", PATH="/usr/bin:/bin", LABDOCK_PROJECT="x-me-1")
+    assert named.returncode != 0
+    assert "LABDOCK_TOKEN is not set" in named.stderr
 
 
 def test_hadolint_finds_no_errors(project):

@@ -17,8 +17,8 @@ Covered:
    generated pre-commit hooks refuse them;
 4. files the user deleted stay deleted, whether or not the new version changes them; a file the
    new version no longer ships is deleted even if the user edited it;
-5. answers flipped through `copier update --data` add and remove compose.gpu.yaml and the stack's
-   dependencies;
+5. answers flipped through `copier update --data` switch the GPU setting (and the devcontainer's
+   compose.gpu.yaml, which the tasks write) and the stack's dependencies;
 6. notebooks/, src/, data/ and tests/ are the user's: byte-identical after an update, even when
    the template changed its starter files (a further fake release, 0.3.0, in a clone);
 7. the update from the oldest tag (0.1.0) to the newest runs the migration, which is idempotent;
@@ -383,14 +383,17 @@ def test_flipping_answers_adds_and_removes_files_and_dependencies(template_repo,
     assert not (project / "compose.gpu.yaml").exists()
 
     update(project, "--data", "gpu=nvidia")
-    assert (project / "compose.gpu.yaml").is_file()
+    # The GPU request is compose.gpu.yaml, which the tasks write (git-ignored); the answer turns
+    # the setting on and adds the file to the devcontainer.
+    assert not (project / "compose.gpu.yaml").exists()
     assert yaml.safe_load((project / "invoke.yaml").read_text())["labdock"]["gpu"] == "nvidia"
+    assert "../compose.gpu.yaml" in (project / ".devcontainer" / "devcontainer.json").read_text()
     assert answers(project)["gpu"] == "nvidia"
     commit_all(project, "gpu")
 
     update(project, "--data", "gpu=none")
-    assert not (project / "compose.gpu.yaml").exists()
     assert yaml.safe_load((project / "invoke.yaml").read_text())["labdock"]["gpu"] == "none"
+    assert "compose.gpu.yaml" not in (project / ".devcontainer" / "devcontainer.json").read_text()
     commit_all(project, "no gpu")
 
     update(project, "--data", "stack=minimal")

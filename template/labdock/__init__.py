@@ -2,7 +2,8 @@
 `copier update` keeps it current, so put your own tasks in tasks.py, not here.
 
   settings.py      invoke.yaml's run-time settings, loaded and checked in one place
-  project.py       the project: its folder, names read from the rendered files, its settings
+  project.py       the project: its folder, names read from the rendered files, its settings,
+                   this checkout's names on the engine (one engine, many checkouts and users)
   commands.py      command lines, progress lines and warnings
   network.py       bind addresses, ports and URLs
   envfile.py       .env: the token and the settings compose reads
@@ -13,6 +14,9 @@
   live.py          the running server's environment: changes reach it without a restart
   image.py         build: the image
   server.py        up, down, url, prepare, lab: JupyterLab's life
+  remote.py        remote engines: the compose override, the ssh tunnel, the sync's rules
+  sync.py          sync: this folder and the project's volume on a remote engine
+  gpu.py           the GPU request (compose.gpu.yaml) and the driver's CUDA check
   container.py     shell, exec, logs: the running container
   tensorboard.py   tensorboard: TensorBoard over runs/
   dependencies.py  lock, add, remove
@@ -44,6 +48,7 @@ from . import (
     release,
     server,
     settings,
+    sync,
     tensorboard,
     update,
 )
@@ -74,6 +79,7 @@ def namespace() -> Collection:
         server.prepare,
         hub.hub,
         kubernetes.helm,
+        sync.sync,
     )
     for name in ns.task_names:
         guard.one_line_errors(ns[name])

@@ -7,8 +7,9 @@ import shutil
 
 from invoke import Context, Exit, task
 
-from . import engine, envfile, image, locking, network
-from .project import Project
+from . import engine, envfile, gpu, image, locking, network
+from .project import SERVICE, Project
+from .settings import AUTO
 
 MIN_FREE_DISK_GB = 10
 
@@ -51,6 +52,45 @@ def loopback_exposure(version: str) -> str:
     return ""
 
 
+def cuda_check(p: Project, report: Report) -> None:
+    """gpu: nvidia: nvidia-smi in a container with the GPU request (right for remote engines
+    too, and it tests the NVIDIA Container Toolkit), and the CUDA version the image's torch was
+    built for (read from torch/version.py, without importing torch)."""
+    if not engine.image_exists(p, p.image()):
+        report.info("CUDA driver check: needs the image: `invoke build`, then `invoke doctor` again")
+        return
+    smi = engine.compose(
+        p, "run", "--rm", "--no-deps", "-T", SERVICE, "nvidia-smi", gpu=True, hide=True, warn=True
+    )
+    if not smi.ok:
+        error = (smi.stderr or smi.stdout).strip()
+        fix = (
+            engine.no_gpu_runtime("invoke up")
+            if engine.is_nvidia_error(error)
+            else f"nvidia-smi failed in the container ({error.splitlines()[-1] if error else 'no output'})"
+        )
+        report.check(False, "the container sees the GPUs (nvidia-smi)", fix)
+        return
+    try:
+        driver = gpu.parse_nvidia_smi(smi.stdout)
+    except ValueError as error:
+        report.check(False, "the container sees the GPUs (nvidia-smi)", str(error))
+        return
+    probe_argv = ["python", "-c", gpu.TORCH_VERSION_PROBE]
+    probe = engine.compose(p, "run", "--rm", "--no-deps", "-T", SERVICE, *probe_argv, hide=True, warn=True)
+    installed, torch_cuda = gpu.parse_torch_version_file(probe.stdout if probe.ok else "")
+    if not installed:
+        cuda = driver.cuda or "unknown"
+        report.check(True, f"NVIDIA driver {driver.version} (CUDA {cuda}); no torch in the image to check")
+        return
+    verdict = gpu.check_driver(driver, torch_cuda)
+    if verdict.level == "ok":
+        report.check(True, f"NVIDIA {verdict.message}")
+    else:  # warn: runs through minor version compatibility, with limits
+        what = "the NVIDIA driver runs the image's torch"
+        report.check(False, what, verdict.message, required=verdict.level == "fail")
+
+
 @task
 def doctor(c: Context) -> None:
     """Check that this machine can build and run the project; one line per check, with the fix."""
@@ -72,7 +112,24 @@ def doctor(c: Context) -> None:
         "BuildKit (buildx)",
         "install the buildx plugin (Docker Desktop has it); the Dockerfile's cache mounts need BuildKit",
     )
-    if problem is None and not p.lock_file.exists():
+    if p.remote:
+        report.info(
+            f"remote engine ({p.endpoint or 'labdock.remote: true'}): the project lives in a volume there; "
+            "`invoke sync` copies changes both ways, `invoke url` prints the ssh command to reach the server"
+        )
+    report.info(f"this checkout on the engine: {p.compose_project} (user {p.checkout.user})")
+    if problem is None:
+        clash = engine.foreign(p, engine.inspect(p, engine.known_names(p)))
+        report.check(not clash, "nothing of this checkout's names belongs to another checkout", clash)
+        if old := engine.legacy_volumes(p):
+            report.info(
+                f"volumes of the previous release ({', '.join(old)}): `invoke up` copied (or copies) their "
+                f"JupyterLab state; remove them with `docker volume rm {' '.join(old)}` once no checkout of "
+                f"{p.slug} needs them"
+            )
+    if problem is None and p.remote:
+        report.info("poetry.lock check: needs a local engine (Poetry on a remote one is not supported yet)")
+    elif problem is None and not p.lock_file.exists():
         report.info("poetry.lock: not locked yet: `invoke up` (or `invoke lock`) resolves it; commit it")
     elif problem is None:
         lock_issue = locking.lock_problem(p, quiet=True)
@@ -86,13 +143,22 @@ def doctor(c: Context) -> None:
             )
     else:
         report.check(False, "poetry.lock matches pyproject.toml", "needs the engine (see above)")
-    if problem is None and engine.container_id(p):
-        report.check(True, f"port {s.port} on {s.bind}: this project's JupyterLab is serving on it")
+    running = problem is None and engine.container_id(p)
+    if running:
+        report.check(True, f"port {p.port_text()} on {s.bind}: this project's JupyterLab is serving on it")
+    elif p.remote:
+        report.info(f"port {p.port_text()}: published on the engine's host (not checked from here)")
+    elif p.port is None:
+        report.check(True, f"port: auto on {s.bind}: `invoke up` picks a free one")
     else:
+        taken = network.port_in_use(s.bind, p.port)
+        holder = engine.port_holder(p, p.port) if taken and problem is None else "something else"
         report.check(
-            not network.port_in_use(s.bind, s.port),
-            f"port {s.port} on {s.bind} is free for JupyterLab",
-            "something else listens there: stop it, or set INVOKE_LABDOCK_PORT / labdock.port",
+            not taken or s.port == AUTO,
+            f"port {p.port} on {s.bind} (auto) is taken now: `invoke up` picks another"
+            if taken and s.port == AUTO
+            else f"port {p.port} on {s.bind} is free for JupyterLab",
+            f"{holder} listens there: stop it, or set labdock.port: auto (or INVOKE_LABDOCK_PORT=<port>)",
         )
     if version is not None and (exposure := loopback_exposure(version)):
         desktop = (
@@ -111,17 +177,21 @@ def doctor(c: Context) -> None:
     )
     if s.gpu == "nvidia":
         runtimes = c.run("docker info --format '{{json .Runtimes}}'", hide=True, warn=True)
+        has_runtime = runtimes.ok and "nvidia" in runtimes.stdout
         report.check(
-            runtimes.ok and "nvidia" in runtimes.stdout,
+            has_runtime,
             "NVIDIA container runtime",
-            "install the NVIDIA Container Toolkit and restart Docker",
+            "install the NVIDIA Container Toolkit on the engine's host and restart Docker",
         )
-    free_gb = shutil.disk_usage(p.root).free / 1e9
-    report.check(
-        free_gb >= MIN_FREE_DISK_GB,
-        f"{free_gb:.0f} GB free disk",
-        f"images need space: free at least {MIN_FREE_DISK_GB} GB",
-        required=False,
-    )
+        if has_runtime and engine.gpu_selection(p) != gpu.NONE:
+            cuda_check(p, report)
+    if not p.remote:  # the disk that fills up is the engine's
+        free_gb = shutil.disk_usage(p.root).free / 1e9
+        report.check(
+            free_gb >= MIN_FREE_DISK_GB,
+            f"{free_gb:.0f} GB free disk",
+            f"images need space: free at least {MIN_FREE_DISK_GB} GB",
+            required=False,
+        )
     if report.failed:
         raise Exit("Some required checks failed: fix the lines marked [!!] above.")

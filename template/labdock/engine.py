@@ -1,16 +1,32 @@
 """The Docker engine and Compose, as the tasks use them: is there an engine, run `docker compose`
-for this project with its settings, find its containers and images."""
+for this project with its settings and override files, find its containers and images, and make
+sure what it finds belongs to this checkout (project.py names and labels everything)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from invoke import Exit, Result
 
-from . import envfile, network
-from .commands import output, run
-from .project import SERVICE, TENSORBOARD, Project
+from . import envfile, gpu, network, remote
+from .commands import cmd, output, run
+from .project import (
+    CHECKOUT_LABEL,
+    FOLDER_LABEL,
+    SERVICE,
+    TENSORBOARD,
+    USER_LABEL,
+    WORKSPACE,
+    Project,
+)
+from .settings import yaml
 
 # What engines say when a GPU is requested but the NVIDIA runtime is missing.
 NVIDIA_ERRORS = (
@@ -35,18 +51,36 @@ def no_engine_message() -> str:
 
 
 def require_engine(p: Project) -> None:
+    """Stop unless an engine answers and nothing there with this checkout's names is another's."""
     if engine_version(p) is None:
         raise Exit(no_engine_message())
+    claim(p)
+
+
+def require_local_folder(p: Project, what: str) -> None:
+    """Stop in remote mode before a command that bind-mounts this folder (the engine cannot see it)."""
+    if p.remote:
+        raise Exit(
+            f"{what} is not supported on a remote engine yet: run it where the files are (on the "
+            "engine's host), or with a local engine."
+        )
 
 
 def compose_settings(p: Project) -> dict[str, str]:
-    """The settings as the LABDOCK_* variables compose.yaml reads."""
+    """The settings as the LABDOCK_* variables compose.yaml reads (and the names and labels of
+    this checkout, so that plain `docker compose` and VS Code use the same ones)."""
     s = p.settings
+    labels, lasting = p.labels(), p.labels(lasting=True)
     return {
+        "LABDOCK_PROJECT": p.compose_project,
+        "LABDOCK_CHECKOUT": labels[CHECKOUT_LABEL],
+        "LABDOCK_FOLDER": labels[FOLDER_LABEL],
+        "LABDOCK_ORIGIN": lasting[FOLDER_LABEL],
+        "LABDOCK_USER": labels[USER_LABEL],
         "LABDOCK_IMAGE": p.image(),
-        "LABDOCK_PORT": str(s.port),
+        # empty with `port: auto` before the first start: the engine picks a free port
+        "LABDOCK_PORT": str(p.port or ""),
         "LABDOCK_BIND": network.compose_bind(s.bind),
-        "LABDOCK_GPUS": s.gpus,
         # compose.yaml reads 0 as "no limit"
         "LABDOCK_CPUS": s.cpus or "0",
         "LABDOCK_MEMORY": s.memory or "0",
@@ -55,26 +89,112 @@ def compose_settings(p: Project) -> dict[str, str]:
     }
 
 
-def compose(p: Project, *args: object, gpu: bool = False, tensorboard: bool = False, **run_kwargs) -> Result:
-    """Run `docker compose ARGS` for this project, from any folder, with its settings."""
-    files = ["-f", p.compose_file] + (["-f", p.gpu_compose_file] if gpu else [])
+# ----------------------------------------------------------------------------- override files
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    try:
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise Exit(
+            f"Cannot write {path.name} ({error.strerror}): labdock needs a writable project folder."
+        ) from None
+
+
+def gpu_selection(p: Project, flag: bool | None = None) -> str:
+    """The GPUs to request (gpu.selection): from the gpu/gpus settings, or --gpu / --no-gpu."""
+    try:
+        return gpu.selection(p.settings.gpu, p.settings.gpus, flag)
+    except ValueError as error:
+        raise Exit(str(error)) from None
+
+
+def write_gpu_override(p: Project, flag: bool | None = None) -> Path:
+    """Write compose.gpu.yaml for this run's GPU selection; returns its path. `prepare` writes it
+    from the settings for VS Code's devcontainer; `up` and `run-notebook` for their own run."""
+    write_if_changed(p.gpu_compose_file, gpu.override_yaml(gpu_selection(p, flag), SERVICE))
+    return p.gpu_compose_file
+
+
+def compose_services(p: Project) -> dict:
+    """compose.yaml's services, as written."""
+    try:
+        services = yaml.safe_load(p.compose_file.read_text(encoding="utf-8")).get("services") or {}
+    except (OSError, yaml.YAMLError, AttributeError) as error:
+        raise Exit(f"compose.yaml does not parse ({error}): fix it, then retry.") from None
+    return services if isinstance(services, dict) else {}
+
+
+def project_services(p: Project) -> list[str]:
+    """The services of compose.yaml that mount the project folder (lab; tensorboard when the
+    project has it; any you added), which the remote override gives the workspace volume."""
+    services = compose_services(p)
+    found = []
+    for name, service in services.items():
+        targets = [
+            mount.split(":")[1] if isinstance(mount, str) and ":" in mount else (mount or {}).get("target")
+            for mount in (service or {}).get("volumes") or []
+        ]
+        if WORKSPACE in targets:
+            found.append(str(name))
+    return found or [SERVICE]
+
+
+def write_remote_override(p: Project) -> Path:
+    """Write compose.remote.yaml (remote mode: the project in a volume on the engine)."""
+    text = remote.compose_override(project_services(p), SERVICE, labels=p.labels(lasting=True))
+    write_if_changed(p.remote_compose_file, text)
+    return p.remote_compose_file
+
+
+# ----------------------------------------------------------------------------- compose
+
+
+def compose_command(
+    p: Project, gpu: bool = False, tensorboard: bool = False
+) -> tuple[list[object], dict[str, str]]:
+    """`docker compose` with this project's name, files and profiles, and the environment it needs."""
+    files: list[object] = ["-f", p.compose_file]
+    if gpu:
+        files += ["-f", write_gpu_override(p, True)]
+    if p.remote:
+        files += ["-f", write_remote_override(p)]
     profiles = ["--profile", TENSORBOARD] if tensorboard else []
     # The token from .env, explicitly: compose would let one exported in the shell win. Without
     # .env, compose.yaml refuses to parse; only `up` uses the token, and `up` writes .env before it
     # starts anything, so `down`, `ps`... go on with a placeholder.
     token = envfile.read(p.env_file).get(envfile.TOKEN)
     env = {**compose_settings(p), envfile.TOKEN: token or "unused-without-env-file"}
-    return run(
-        p.c,
-        "docker",
-        "compose",
-        "--project-name",
-        p.compose_project,
-        *files,
-        *profiles,
-        *args,
-        env=env,
-        **run_kwargs,
+    return ["docker", "compose", "--project-name", p.compose_project, *files, *profiles], env
+
+
+def compose(p: Project, *args: object, gpu: bool = False, tensorboard: bool = False, **run_kwargs) -> Result:
+    """Run `docker compose ARGS` for this project, from any folder, with its settings."""
+    argv, env = compose_command(p, gpu=gpu, tensorboard=tensorboard)
+    return run(p.c, *argv, *args, env=env, **run_kwargs)
+
+
+def compose_bytes(
+    p: Project, *args: object, stdin: bytes = b"", gpu: bool = False, show_errors: bool = False
+) -> subprocess.CompletedProcess:
+    """`docker compose ARGS` with bytes in and out (tar streams, notebooks): Invoke's run
+    decodes output as text. stderr is captured, or shown as it comes with show_errors."""
+    argv, env = compose_command(p, gpu=gpu)
+    return exchange([*argv, *args], stdin, env, show_errors)
+
+
+def exchange(
+    argv: list[object], stdin: bytes = b"", env: Mapping[str, str] | None = None, show_errors: bool = False
+) -> subprocess.CompletedProcess:
+    """Run a command with bytes on stdin, its stdout as bytes (the one place tests replace)."""
+    return subprocess.run(
+        [str(arg) for arg in argv],
+        input=stdin,
+        stdout=subprocess.PIPE,
+        stderr=None if show_errors else subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+        check=False,
     )
 
 
@@ -172,13 +292,249 @@ GPU_HELP = {
 
 
 def use_gpu(p: Project, gpu: bool, no_gpu: bool) -> bool:
-    """Whether to add compose.gpu.yaml: --gpu or --no-gpu if given, else the gpu setting."""
+    """Whether to request GPUs (compose.gpu.yaml, written for the run): --gpu or --no-gpu if
+    given, else the gpu setting. Which GPUs: the gpus setting (gpu.py)."""
     if gpu and no_gpu:
         raise Exit("--gpu and --no-gpu contradict each other: give one of them.")
     wanted = gpu or (p.settings.gpu == "nvidia" and not no_gpu)
-    if wanted and not p.gpu_compose_file.exists():
-        raise Exit(
-            "This project has no compose.gpu.yaml: add GPU support with "
-            "`copier update --defaults --data gpu=nvidia`."
-        )
+    if wanted:
+        gpu_selection(p, True)  # a bad gpus setting stops the task before anything starts
     return wanted
+
+
+# ----------------------------------------------------------------------------- this checkout's
+
+
+def known_names(p: Project) -> list[str]:
+    """Everything this checkout may have made on the engine, by name (a name that does not
+    exist costs `docker inspect` ~8 ms: the TensorBoard container and the workspace volume only
+    where they can exist)."""
+    name = p.compose_project
+    services = [SERVICE, *([TENSORBOARD] if TENSORBOARD in compose_services(p) else [])]
+    containers = [f"{name}-{service}-1" for service in services]
+    volumes = ["jupyter-state", "python-cache", *([remote.WORKSPACE_VOLUME] if p.remote else [])]
+    volume_names = [f"{name}_{volume}" for volume in volumes]
+    return [
+        *containers,
+        *volume_names,
+        p.poetry_cache_volume,
+        f"{name}_default",
+        p.image(),
+        p.image("builder"),
+    ]
+
+
+def owner_of(found: Mapping) -> tuple[str, str, str]:
+    """(checkout id, folder, user) from the labels of an object `docker inspect` printed."""
+    labels = (found.get("Config") or {}).get("Labels") or found.get("Labels") or {}
+    return labels.get(CHECKOUT_LABEL, ""), labels.get(FOLDER_LABEL, ""), labels.get(USER_LABEL, "")
+
+
+def foreign(p: Project, inspected: Iterable[Mapping]) -> str:
+    """'' when no inspected object belongs to another checkout, else the line that says so."""
+    for found in inspected:
+        checkout, folder, user = owner_of(found)
+        if checkout and checkout != p.checkout.id:
+            name = str(found.get("Name") or (found.get("RepoTags") or [found.get("Id", "?")])[0]).lstrip("/")
+            return (
+                f"{name} on the Docker engine belongs to another checkout: {folder or 'a folder'} (user "
+                f"{user or 'unknown'}); it is never reused. This folder carries that checkout's "
+                f"{p.state_dir.name}/ (copied with it?): delete {p.state_dir.name}/ here, and the next "
+                "task gives it names of its own."
+            )
+    return ""
+
+
+def ensure_volume(p: Project, name: str) -> None:
+    """Create a volume this checkout uses outside Compose (Poetry's cache), with its labels."""
+    if run(p.c, "docker", "volume", "inspect", name, hide=True, warn=True).ok:
+        return
+    flags = [item for key, value in p.labels(lasting=True).items() for item in ("--label", f"{key}={value}")]
+    run(p.c, "docker", "volume", "create", *flags, name, hide=True, warn=True)
+
+
+def inspect(p: Project, names: Iterable[str]) -> list[dict]:
+    """What `docker inspect` knows of these names, of any kind (containers, volumes, networks,
+    images) in one call; names that do not exist are left out."""
+    result = run(p.c, "docker", "inspect", *names, hide=True, warn=True)
+    try:
+        found = json.loads(result.stdout) if result is not None and result.stdout.strip() else []
+    except ValueError:
+        return []
+    return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
+
+
+def claim(p: Project) -> None:
+    """Stop when a container, volume, network or image with this checkout's names belongs to
+    another checkout (labels; unlabelled ones carry this checkout's hash in their name: ours)."""
+    if message := foreign(p, inspect(p, known_names(p))):
+        raise Exit(message)
+
+
+# A container's mount of the project (`docker inspect --format`): what it serves.
+MOUNTED = '{{range .Mounts}}{{if eq .Destination "/workspace"}}{{.Source}}{{end}}{{end}}'
+
+
+def port_holder(p: Project, port: int) -> str:
+    """What publishes a host port, where the engine can tell: this project's JupyterLab, another
+    checkout's (its folder and user, from its labels), another container; else another process."""
+    ids = output(p.c, "docker", "ps", "--filter", f"publish={port}", "--format", "{{.ID}}").split()
+    if not ids:
+        return "another process"
+    labels = [CHECKOUT_LABEL, FOLDER_LABEL, USER_LABEL, "com.docker.compose.project"]
+    fields = "|".join(["{{.Name}}", *(f'{{{{index .Config.Labels "{name}"}}}}' for name in labels), MOUNTED])
+    for line in output(p.c, "docker", "inspect", "--format", fields, *ids).splitlines():
+        name, checkout, folder, user, project, mounted = [*line.split("|"), "", "", "", "", ""][:6]
+        name = name.lstrip("/")
+        if checkout == p.checkout.id:
+            return "this project's JupyterLab"
+        if checkout:
+            return f"the JupyterLab of another checkout, {folder} (user {user})"
+        if mounted:  # a labdock project from before checkouts had labels
+            return f"container {name} of the project in {mounted}"
+        return f"container {name}" + (f" (compose project {project})" if project else "")
+    return "another process"
+
+
+def port_taken(p: Project, port: int, bind: str) -> str:
+    """The one line for a host port that is taken, naming what holds it where the engine can tell."""
+    return (
+        f"Port {port} on {bind} is already in use by {port_holder(p, port)}: stop it, or choose another "
+        "port: labdock.port: auto picks a free one (or INVOKE_LABDOCK_PORT=<port> for one run)."
+    )
+
+
+# ----------------------------------------------------------------------------- from an earlier release
+
+LEGACY_VOLUMES = ("jupyter-state", "python-cache")  # compose.yaml's volumes: JupyterLab's state
+
+
+def volumes_present(p: Project, names: Iterable[str]) -> set[str]:
+    found = output(p.c, "docker", "volume", "ls", "--quiet")
+    return set(found.split()) & set(names)
+
+
+def legacy_volumes(p: Project) -> list[str]:
+    """The volumes an earlier release named after the slug (`<slug>_jupyter-state`...) that exist."""
+    names = [f"{p.slug}_{volume}" for volume in LEGACY_VOLUMES]
+    present = volumes_present(p, names)
+    return [name for name in names if name in present]
+
+
+def move_legacy_state(p: Project) -> None:
+    """Once, on the first `up` of a checkout an earlier release used: stop that release's
+    container of this folder (it holds the port), and copy its JupyterLab settings and
+    workspaces (and the bytecode cache) into this checkout's new volumes, so nothing is lost
+    through the rename. The old volumes are left: other checkouts of the same project on this
+    engine (clones, other users) shared them and may still need them; `invoke doctor` names
+    them until they are removed."""
+    if p.slug == p.compose_project:
+        return
+    # `docker ps` lists them; only `docker inspect` shows what each one mounts.
+    old = output(
+        p.c, "docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={p.slug}"
+    )
+    mounted = output(p.c, "docker", "inspect", "--format", "{{.Id}} " + MOUNTED, *old.split()) if old else ""
+    ours = [line.split(" ")[0] for line in mounted.splitlines() if line.partition(" ")[2] == str(p.root)]
+    if ours:
+        print("Stopping this folder's JupyterLab of the previous release (it is renamed now).")
+        run(p.c, "docker", "rm", "--force", *ours, hide=True, warn=True)
+    old_volumes = legacy_volumes(p)
+    new_names = {f"{p.slug}_{volume}": f"{p.compose_project}_{volume}" for volume in LEGACY_VOLUMES}
+    present = volumes_present(p, new_names.values())
+    moved = []
+    for name in old_volumes:
+        target = new_names[name]
+        if target in present:
+            continue  # never overwrite what this checkout already has
+        # Made here with Compose's own labels, so that `compose up` takes it as its volume.
+        volume = name.removeprefix(f"{p.slug}_")
+        labels = {
+            "com.docker.compose.project": p.compose_project,
+            "com.docker.compose.volume": volume,
+            **p.labels(lasting=True),
+        }
+        flags = [item for key, value in labels.items() for item in ("--label", f"{key}={value}")]
+        run(p.c, "docker", "volume", "create", *flags, target, hide=True)
+        copied = run(
+            p.c,
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--user",
+            "0:0",
+            "-v",
+            f"{name}:/from:ro",
+            "-v",
+            f"{target}:/to",
+            p.image(),
+            "cp",
+            "-a",
+            "/from/.",
+            "/to/",
+            hide=True,
+            warn=True,
+        )
+        if not copied.ok:
+            run(p.c, "docker", "volume", "rm", target, hide=True, warn=True)
+            raise Exit(
+                f"Copying {name} to {target} failed ({copied.stderr.strip()[-200:]}): nothing was "
+                "changed; fix the engine's problem, then `invoke up` again."
+            )
+        moved.append(name)
+    if moved:
+        print(
+            f"Copied JupyterLab's settings and workspaces from the previous release's volumes "
+            f"({', '.join(moved)}) to this checkout's. The old volumes stay, for other checkouts of "
+            f"{p.slug}: `docker volume rm {' '.join(moved)}` once none needs them."
+        )
+    p.checkout.legacy = False
+    p.save_checkout()
+
+
+# ----------------------------------------------------------------------------- files through the API
+
+
+def run_with_files(
+    p: Project,
+    image: str,
+    script: str,
+    send: Mapping[str, Path],
+    receive: Iterable[str],
+    into: Path,
+    docker_flags: Iterable[object] = (),
+    env: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Run `script` (sh) in a fresh container of `image` with files streamed in and out through
+    the Docker API instead of a bind mount, for engines that cannot see this folder (remote mode;
+    it works on a local engine too). send: {path in the container (absolute): file here}, e.g.
+    {"/workspace/pyproject.toml": p.pyproject, "/run/secrets/ca_bundle": bundle}; the script runs
+    in /workspace, and its output should go to stderr (`>&2`), which is shown as it comes: stdout
+    carries the archive back. receive: paths relative to /workspace that the script leaves,
+    written into `into` (each file replaced whole); returns them. docker_flags: more `docker run`
+    flags (-v POETRY_CACHE:..., -e NAME). Stops with one line when the script fails."""
+    wanted = sorted(receive)
+    for path in wanted:
+        if not remote.in_scope(path):
+            raise ValueError(f"{path} is outside what can be received.")
+    archive = remote.pack_files(send)
+    outputs = shlex.join(wanted)
+    wrapper = (
+        "set -e; tar -x -f - -C / --no-same-owner; mkdir -p /workspace; cd /workspace; "
+        f"( {script} ) >&2; tar -c -f - -- {outputs}"
+    )
+    argv = ["docker", "run", "-i", "--rm", *docker_flags, image, "sh", "-c", wrapper]
+    result = exchange(argv, archive, env, show_errors=True)
+    if result.returncode != 0:
+        raise Exit(f"`{cmd(*argv[:4])} ... {image}` failed (exit {result.returncode}; output above).")
+    try:
+        return remote.unpack(result.stdout, into, wanted)
+    except (ValueError, OSError) as error:
+        raise Exit(f"The container's files did not come back: {error}") from None
+
+
+def print_error(result: subprocess.CompletedProcess) -> None:
+    if result.stderr:
+        sys.stderr.write(result.stderr.decode(errors="replace"))

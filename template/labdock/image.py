@@ -119,6 +119,8 @@ def build_image(p: Project, no_cache: bool = False, pull: bool = False) -> None:
             p, "runtime", p.image(), *ids, *label_flags, *cache_flags, failure="The image build failed"
         )
     except Exit:
+        if p.remote:  # the lock check runs Poetry on this folder, which a remote engine cannot see
+            raise
         # The most common cause, checked only now so that a good build does not pay for it.
         problem = locking.lock_problem(p)
         if problem:

@@ -92,6 +92,13 @@ def ensure_builder(p: Project, quiet: bool = False) -> str:
     `docker build` takes most of a second even when every layer is cached, on every lock and add.
     quiet: without the build's output.
     """
+    # Poetry's containers bind-mount this folder, which a remote engine cannot see.
+    if p.remote:
+        raise Exit(
+            "Poetry (invoke lock, add, the lock check) is not supported on a remote engine yet: run it "
+            "where the files are (on the engine's host), or with a local engine, and commit poetry.lock."
+        )
+    engine.ensure_volume(p, p.poetry_cache_volume)  # Poetry's cache, labelled as this checkout's
     ref = p.image("builder")
     inputs = builder_inputs(p)
     if engine.image_label(p, ref, BUILDER_INPUTS_LABEL) != inputs:

@@ -48,6 +48,15 @@ def port_in_use(bind: str, port: int) -> bool:
             return False
 
 
+def free_port(bind: str) -> int:
+    """A port nothing listens on now, as the system picks one (`port: auto` for `lab --local`)."""
+    host = local_host(bind)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((bind, 0))
+        return sock.getsockname()[1]
+
+
 def url_answers(url: str) -> bool:
     """Whether GET url answers 200 within 2 seconds."""
     try:

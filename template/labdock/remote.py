@@ -153,17 +153,24 @@ def tunnel_command(endpoint: str, forwards: Iterable[tuple[int, int]]) -> list[s
 SERVICE_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
+def yaml_string(text: str) -> str:
+    """A YAML double-quoted scalar (JSON's escaping is valid YAML); `$` doubled for Compose."""
+    return json.dumps(text.replace("$", "$$"), ensure_ascii=False)
+
+
 def compose_override(
     services: Iterable[str],
     health_service: str = "lab",
     volume: str = WORKSPACE_VOLUME,
     start_period: str = "60s",
+    labels: Mapping[str, str] | None = None,
 ) -> str:
     """compose.remote.yaml: the remote-mode override, added after compose.yaml (and the GPU one).
     services: those of compose.yaml that mount the project (lab; tensorboard when it has it).
 
     Compose merges a service's volumes by their target, so this replaces the bind mount of the
-    project at /workspace with the volume, for every service that mounts it. start_interval
+    project at /workspace with the volume, for every service that mounts it; labels go on the
+    volume (the checkout's, project.py). start_interval
     makes the engine check health every second while the server starts (engines >= 25; older
     ones ignore it and check every 5 s), so `up --wait` returns about as soon as /api answers."""
     names = list(services)
@@ -186,8 +193,11 @@ def compose_override(
         ]
         if name == health_service:
             lines += ["    healthcheck:", f"      start_period: {start_period}", "      start_interval: 1s"]
-    lines += ["volumes:", f"  {volume}:", ""]
-    return "\n".join(lines)
+    lines += ["volumes:", f"  {volume}:"]
+    if labels:
+        lines += ["    labels:"]
+        lines += [f"      {yaml_string(key)}: {yaml_string(value)}" for key, value in labels.items()]
+    return "\n".join([*lines, ""])
 
 
 # ----------------------------------------------------------------------------- sync
@@ -369,6 +379,26 @@ def pack(root: Path, paths: Iterable[str]) -> bytes:
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             with (root / path).open("rb") as handle:
+                archive.addfile(info, handle)
+    return buffer.getvalue()
+
+
+def pack_files(files: Mapping[str, Path]) -> bytes:
+    """A tar archive of files of this machine under the absolute paths they get in a container,
+    {"/workspace/pyproject.toml": Path("pyproject.toml")}, for `tar -x -C /` there (as root:
+    ownership is left to the extracting user, modes kept)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for target, source in sorted(files.items()):
+            name = PurePosixPath(target)
+            if not name.is_absolute() or ".." in name.parts or len(name.parts) < 2:
+                raise ValueError(f"{target} is not an absolute path in the container.")
+            info = archive.gettarinfo(str(source), arcname=name.relative_to("/").as_posix())
+            if not info.isfile():
+                raise ValueError(f"{source} is not a regular file.")
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with Path(source).open("rb") as handle:
                 archive.addfile(info, handle)
     return buffer.getvalue()
 

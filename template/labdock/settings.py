@@ -52,7 +52,7 @@ RETIRED = {
 
 @dataclass(frozen=True)
 class Settings:
-    port: int = 8888  # host port of JupyterLab
+    port: int | str = 8888  # host port of JupyterLab, or "auto": a free one, remembered per checkout
     bind: str = "127.0.0.1"  # host address the ports are published on
     gpu: str = "none"  # none | nvidia: whether `up` and `run-notebook` add compose.gpu.yaml
     gpus: str = "all"  # which GPUs: all, or indexes/UUIDs such as 0,1
@@ -73,6 +73,8 @@ class Settings:
     hub_admins: str = ""  # user names, comma-separated: they approve sign-ups
     hub_cull_timeout: float = 3600  # seconds before an idle user server is stopped
     hub_storage: str = "10Gi"  # each user's volume on Kubernetes (`invoke helm`)
+    user: str = ""  # who this checkout's engine resources are named after; empty: your login name
+    remote: str = "auto"  # auto (from the engine's address), true or false: the engine is on another machine
 
 
 NAMES = tuple(field.name for field in fields(Settings))
@@ -102,6 +104,21 @@ def as_port(value: object) -> int:
     return int(text)
 
 
+AUTO = "auto"
+
+
+def as_port_or_auto(value: object) -> int | str:
+    """A port, or "auto": a free loopback port picked on the first `up` and kept while it stays free."""
+    if as_text(value).lower() == AUTO:
+        return AUTO
+    try:
+        return as_port(value)
+    except ValueError:
+        raise ValueError(
+            "auto, or a port number from 1024 to 65535, in decimal without leading zeros"
+        ) from None
+
+
 def as_bind(value: object) -> str:
     text = as_text(value)
     try:
@@ -125,8 +142,8 @@ def as_choice(*choices: str) -> Callable[[object], str]:
 def as_gpus(value: object) -> str:
     text = as_text(value).replace(" ", "")
     device = r"([0-9]+|GPU-[0-9a-fA-F-]+|MIG-[0-9a-zA-Z/-]+)"
-    if text != "all" and not re.fullmatch(rf"{device}(,{device})*", text):
-        raise ValueError("all, or GPU indexes or UUIDs separated by commas, such as 0,1")
+    if text not in ("all", "none") and not re.fullmatch(rf"{device}(,{device})*", text):
+        raise ValueError("all, none, or GPU indexes or UUIDs separated by commas, such as 0,1")
     return text
 
 
@@ -161,6 +178,25 @@ def as_registry(value: object) -> str:
     if text and not re.fullmatch(rf"{component}(:[0-9]+)?(/{component})*", text):
         raise ValueError("empty, or a lowercase registry prefix such as ghcr.io/acme or 127.0.0.1:5000/team")
     return text
+
+
+def as_user(value: object) -> str:
+    text = as_text(value)
+    if text and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}", text):
+        raise ValueError(
+            "empty (your login name), or a name of at most 32 letters, digits, '.', '_' or '-', such as alice"
+        )
+    return text
+
+
+def as_remote(value: object) -> str:
+    """auto, true or false (YAML may have made a boolean of the last two)."""
+    if as_text(value).lower() in (AUTO, ""):
+        return AUTO
+    try:
+        return "true" if as_bool(value) else "false"
+    except ValueError:
+        raise ValueError("auto (from the engine's address), true or false") from None
 
 
 def as_seconds(value: object) -> float:
@@ -214,7 +250,7 @@ def as_k8s_size(value: object) -> str:
 
 
 PARSERS: dict[str, Callable[[object], object]] = {
-    "port": as_port,
+    "port": as_port_or_auto,
     "bind": as_bind,
     "gpu": as_choice("none", "nvidia"),
     "gpus": as_gpus,
@@ -235,6 +271,8 @@ PARSERS: dict[str, Callable[[object], object]] = {
     "hub_admins": as_names,
     "hub_cull_timeout": as_seconds,
     "hub_storage": as_k8s_size,
+    "user": as_user,
+    "remote": as_remote,
 }
 
 
@@ -300,7 +338,7 @@ def load(c: Context, root: Path, environ: Mapping[str, str] | None = None) -> Se
         except ValueError as allowed:
             raise Exit(f"{where} is not valid: {fix} {allowed}.") from None
     settings = Settings(**values)
-    if settings.tensorboard_port == settings.port:
+    if settings.tensorboard_port == settings.port:  # never equal with port: auto
         raise Exit(
             f"labdock.tensorboard_port and labdock.port are both {settings.port}: give TensorBoard "
             "another port."

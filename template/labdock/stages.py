@@ -63,6 +63,8 @@ def docker_build(
     # A cache backend needs a buildx builder of its own (docker-container), which keeps the image
     # unless told to load it into the engine.
     load = ["--load"] if p.settings.build_cache else []
+    # Whose image it is (project.py): another checkout's is never reused (engine.claim).
+    owner = [item for key, value in p.labels().items() for item in ("--label", f"{key}={value}")]
     result = run(
         p.c,
         "docker",
@@ -73,6 +75,7 @@ def docker_build(
         *index_flags,
         *apt_flags,
         *load,
+        *owner,
         *flags,
         context or p.root,
         env={"DOCKER_BUILDKIT": "1", **index_env(p)},
@@ -81,10 +84,3 @@ def docker_build(
     )
     if not result.ok:
         raise Exit(failure_hint(failure))
-
-
-def build_builder(p: Project, quiet: bool = False) -> str:
-    """Build the Dockerfile's builder stage (Poetry, no project dependencies); returns its tag."""
-    ref = p.image("builder")
-    docker_build(p, "builder", ref, failure="The builder stage (Poetry) failed to build", quiet=quiet)
-    return ref

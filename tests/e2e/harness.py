@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -201,12 +202,25 @@ def git_commit(root: Path, message: str = "Initial commit") -> None:
     subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", message], cwd=root, check=True, env=env)
 
 
+def checkout_name(root: Path) -> str:
+    """What the checkout in root is called on the engine (compose project; images NAME:latest and
+    NAME:builder; volumes NAME_*): fixed by its first task in .labdock/checkout.json."""
+    return json.loads((root / ".labdock" / "checkout.json").read_text())["name"]
+
+
+def image_of(project: Project) -> str:
+    return f"{checkout_name(project.root)}:latest"
+
+
 def remove_project_state(project: Project) -> None:
-    """Leave the engine as we found it: containers, volumes and the project's images."""
+    """Leave the engine as we found it: containers, volumes and the project's images (everything
+    labelled with its folder, and what an earlier release named after the slug)."""
     project.invoke("down", "--volumes", check=False)
+    folder = f"label=dev.labdock.folder={project.root}"
+    images = docker("images", "--quiet", "--filter", folder, check=False).stdout.split()
+    if images:
+        docker("rmi", "-f", *set(images), check=False)
+    volumes = docker("volume", "ls", "--quiet", "--filter", folder, check=False).stdout.split()
     slug = project.answers["project_slug"]
-    images = docker("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
-    doomed = [ref for ref in images if ref.rpartition(":")[0].endswith(slug)]
-    if doomed:
-        docker("rmi", "-f", *doomed, check=False)
-    docker("volume", "rm", "-f", f"{slug}-poetry-cache", check=False)
+    legacy = [f"{slug}-poetry-cache", f"{slug}_jupyter-state", f"{slug}_python-cache"]
+    docker("volume", "rm", "-f", *volumes, *legacy, check=False)

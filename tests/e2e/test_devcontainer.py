@@ -20,6 +20,7 @@ import yaml
 
 from tests.e2e.harness import (
     Project,
+    checkout_name,
     docker,
     free_port,
     new_project,
@@ -71,7 +72,7 @@ def test_devcontainer_up_on_a_fresh_clone(project):
     assert outcome["outcome"] == "success", outcome
     record("devcontainer", "devcontainer up on a fresh project (prepare: lock + build)", f"{seconds:.1f} s")
     labels = json.loads(docker("inspect", outcome["containerId"]).stdout)[0]["Config"]["Labels"]
-    assert labels["com.docker.compose.project"] == "dev-box"
+    assert labels["com.docker.compose.project"] == checkout_name(project.root)  # invoke's name for it
     assert labels["com.docker.compose.service"] == "lab"  # the service `invoke up` runs
 
 

@@ -14,9 +14,18 @@ import time
 import pytest
 import requests
 
-from tests.e2e.harness import Project, docker, free_port, new_project, record, remove_project_state
+from tests.e2e.harness import (
+    Project,
+    checkout_name,
+    docker,
+    free_port,
+    new_project,
+    record,
+    remove_project_state,
+)
 
 SLUG = "limits-board"
+ENGINE_NAME = {}  # the checkout's compose project, once the fixture ran a task
 WRITE_RUN = (
     'python -c \'import tensorboard.summary as s; w = s.Writer("runs/e2e"); '
     '[w.add_scalar("loss", 1 / step, step=step) for step in (1, 2, 3)]; w.close()\''
@@ -37,13 +46,17 @@ def project(engine, tmp_path_factory) -> Project:
     )
     assert proj.answers["project_slug"] == SLUG
     started = proj.invoke("up")
+    ENGINE_NAME["project"] = checkout_name(proj.root)
     record("limits + tensorboard", "lock + build + up (s)", f"{started.seconds:.1f}")
     yield proj
     remove_project_state(proj)
 
 
 def container(service: str) -> str:
-    labels = [f"label=com.docker.compose.project={SLUG}", f"label=com.docker.compose.service={service}"]
+    labels = [
+        f"label=com.docker.compose.project={ENGINE_NAME['project']}",
+        f"label=com.docker.compose.service={service}",
+    ]
     ids = docker("ps", "-q", *(arg for label in labels for arg in ("--filter", label))).stdout.split()
     return ids[0] if ids else ""
 

@@ -2,15 +2,16 @@
 
 Every client command runs in a PrivateFolder (tests/e2e/remote.py): the engine cannot read the
 folder, so what reaches a container went through the Docker API. First plain docker and compose
-over ssh; then remote mode as docs/remote-engines.md designs it, driven with plain commands and
-template/labdock/remote.py on a rendered project: the workspace volume, tar streams both ways,
-readiness from the engine's healthcheck, the server reached through `ssh -L`.
+over ssh; then a project's own tasks in remote mode (docs/remote-engines.md): `invoke up` waits
+for the engine's healthcheck and sends the checkout into the workspace volume, `invoke sync`
+carries edits both ways (conflicts left alone), `invoke url` prints the `ssh -L` command that
+reaches the server, `invoke down --volumes` refuses while the lab has unsynced work.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,9 +24,6 @@ import requests
 
 from tests.e2e.harness import docker, free_port, new_project, notebook, record, remove_project_state
 from tests.e2e.remote import PrivateFolder, docker_remote
-from tests.standalone import load
-
-remote = load("remote")
 
 
 def seconds(started: float) -> str:
@@ -92,192 +90,162 @@ def test_build_compose_and_exec_over_ssh(remote_engine, private_folder: PrivateF
 
 
 class RemoteProject:
-    """A rendered project in a PrivateFolder, driven the way remote-mode tasks will drive it."""
+    """A rendered project in a PrivateFolder, its tasks run there with DOCKER_HOST=ssh://..."""
 
-    def __init__(self, folder: PrivateFolder, root: Path, slug: str, port: int):
-        self.folder, self.root, self.slug, self.port = folder, root, slug, port
-        self.token = uuid.uuid4().hex
-        self.record = ""  # the last sync's state, as invoke would keep it in a file
+    def __init__(self, folder: PrivateFolder, root: Path, answers: dict):
+        self.folder, self.root, self.answers = folder, root, answers
 
     @property
     def view(self) -> Path:
         return Path(f"/proc/{self.folder.holder.pid}/root{self.root}")
 
-    def compose(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        files = ["-f", "compose.yaml", "-f", "compose.remote.yaml"]
-        return self.folder.run("docker", "compose", *files, *args, cwd=self.root, **kwargs)
+    def invoke(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.folder.run(sys.executable, "-m", "invoke", *args, cwd=self.root, check=check)
 
-    def exec_bytes(self, argv: list[str], stdin: bytes = b"") -> bytes:
-        result = self.folder.nsenter(
-            [
-                "docker",
-                "compose",
-                "-f",
-                "compose.yaml",
-                "-f",
-                "compose.remote.yaml",
-                "exec",
-                "-T",
-                "lab",
-                *argv,
-            ],
-            cwd=self.root,
-            env={**os.environ, "DOCKER_HOST": "ssh://labdock-remote"},
-            input=stdin,
-            capture_output=True,
-        )
-        assert result.returncode == 0, result.stderr.decode()[-2000:]
-        return result.stdout
+    @property
+    def name(self) -> str:
+        return json.loads((self.view / ".labdock" / "checkout.json").read_text())["name"]
 
-    def host_files(self) -> dict[str, str]:
-        git = ["git", "ls-files", "-co", "--exclude-standard", "-z"]
-        listed = self.folder.nsenter(git, cwd=self.root, capture_output=True, text=True).stdout.split("\0")
-        return remote.host_manifest(self.view, [path for path in listed if path])
+    def container(self) -> dict:
+        return json.loads(docker("inspect", f"{self.name}-lab-1").stdout)[0]
 
-    def engine_files(self) -> tuple[str, dict[str, str]]:
-        return remote.parse_manifest(self.exec_bytes(remote.engine_manifest_command()).decode())
-
-    def sync(self, push: bool = True, fetch: bool = True):
-        """One sync as `invoke sync` would do it: 2 ssh calls to look, 1 per direction to copy."""
-        host = self.host_files()
-        volume, engine = self.engine_files()
-        base = remote.read_base(self.record, volume)
-        plan = remote.plan_sync(base, host, engine)
-        if push and (plan.push or plan.delete_on_engine):
-            self.exec_bytes(
-                remote.engine_apply_command(plan.delete_on_engine), remote.pack(self.view, plan.push)
-            )
-        if fetch and plan.fetch:
-            remote.unpack(self.exec_bytes(remote.engine_pack_command(plan.fetch)), self.view, plan.fetch)
-        if fetch:
-            for path in plan.delete_here:
-                (self.view / path).unlink()
-        files = remote.base_after(base, host, engine, plan, pushed=push, fetched=fetch)
-        self.record = remote.base_record(volume, files)
-        return plan
+    def in_lab(self, command: str) -> str:
+        return self.invoke("exec", command).stdout
 
 
 @pytest.fixture(scope="module")
 def remote_project(remote_engine, tmp_path_factory):
-    """Rendered and locked like any project; then moved where the engine cannot see it, built
-    over ssh with `invoke build` (the context is streamed) and started in remote mode."""
+    """Rendered and locked like any project (Poetry needs a local engine for now), then moved
+    where the engine cannot see it and started over ssh with `invoke up`."""
     local = new_project(
         tmp_path_factory.mktemp("remote-local"), project_name="Remote Check Alpha", stack="minimal"
     )
     folder = PrivateFolder(tmp_path_factory.mktemp("remote-private") / "private")
-    project = RemoteProject(
-        folder, folder.path / "project", local.answers["project_slug"], local.answers["jupyter_port"]
-    )
+    project = RemoteProject(folder, folder.path / "project", local.answers)
     try:
         local.invoke("lock")
-        shutil.copytree(local.root, project.view, symlinks=True)
-        # The token under both names compose.yaml has used (JUPYTER_TOKEN, then LABDOCK_TOKEN).
-        env = f"JUPYTER_TOKEN={project.token}\nLABDOCK_TOKEN={project.token}\nLABDOCK_PORT={project.port}\n"
-        (project.view / ".env").write_text(env)
-        (project.view / "compose.remote.yaml").write_text(remote.compose_override(["lab"]))
-        built = folder.run(sys.executable, "-m", "invoke", "build", cwd=project.root)
-        record("remote", "invoke build over ssh (stack minimal, cached)", f"{built.seconds:.1f} s")
-        yield project
+        shutil.copytree(local.root, project.view, symlinks=True, ignore=shutil.ignore_patterns(".labdock"))
+        up = project.invoke("up")
+        record("remote", "invoke up over ssh (build cached, first sync)", f"{up.seconds:.1f} s")
+        yield project, up
     finally:
         if (project.view / "compose.remote.yaml").exists():
-            project.compose("down", "--volumes", check=False)
+            project.invoke("down", "--volumes", "--force", check=False)
         folder.close()
         remove_project_state(local)
+        docker(
+            "rmi",
+            "-f",
+            *docker("images", "-q", "--filter", f"label=dev.labdock.folder={project.root}").stdout.split(),
+            check=False,
+        )
 
 
-def test_up_waits_for_the_engines_healthcheck_without_a_bind_mount(remote_project):
-    up = remote_project.compose("up", "--detach", "--wait", "--no-build")
-    record("remote", "compose up --wait over ssh (image healthcheck)", f"{up.seconds:.2f} s")
-    container = f"{remote_project.slug}-lab-1"
-    details = json.loads(docker("inspect", container).stdout)[0]
-    assert details["State"]["Health"]["Status"] == "healthy"
+def test_up_is_healthy_by_the_engines_healthcheck_without_a_bind_mount(remote_project):
+    project, up = remote_project
+    assert "JupyterLab is healthy (the engine's healthcheck)." in up.stdout
+    details = project.container()
+    assert details["State"]["Health"]["Status"] == "healthy"  # `up --wait` returned on it
     mounts = {mount["Destination"]: mount for mount in details["Mounts"]}
     assert mounts["/workspace"]["Type"] == "volume"
-    assert mounts["/workspace"]["Name"] == f"{remote_project.slug}_workspace"
+    assert mounts["/workspace"]["Name"] == f"{project.name}_workspace"
     assert not [mount for mount in details["Mounts"] if mount["Type"] == "bind"]
     # What a bind mount would have shown: the engine's view of the checkout is an empty folder.
-    assert list(remote_project.root.parent.iterdir()) == []
+    assert list(project.root.parent.iterdir()) == []
+    assert f"ssh -N -L 127.0.0.1:{project.answers['jupyter_port']}:127.0.0.1:" in up.stdout
 
 
-def test_the_checkout_reaches_the_container_by_a_tar_stream(remote_project):
-    started = time.monotonic()
-    plan = remote_project.sync()
-    record("remote", "first sync (whole checkout) over ssh", seconds(started))
-    assert (
-        "pyproject.toml" in plan.push
-        and f"src/{remote_project.slug.replace('-', '_')}/__init__.py" in plan.push
-    )
-    assert not (plan.fetch or plan.conflicts)
-    _, engine = remote_project.engine_files()
-    assert engine == remote_project.host_files()  # the same files, byte for byte
-    assert ".env" not in engine  # the token stays here
-    owners = remote_project.exec_bytes(["stat", "-c", "%u %U", "notebooks", "src", "pyproject.toml"])
-    user = remote_project.exec_bytes(["id", "-u"]).decode().strip()
-    assert {line.split()[0] for line in owners.decode().splitlines()} == {user}  # the notebook user's
+def test_up_sent_the_checkout_as_the_notebook_user(remote_project):
+    project, up = remote_project
+    assert "Synced this folder to the engine's workspace (" in up.stdout
+    package = project.answers["package_name"]
+    listed = project.in_lab(f"stat -c '%u %n' pyproject.toml notebooks src/{package}/__init__.py; id -u")
+    *owners, user = listed.split("\n")[:-1]
+    assert {line.split()[0] for line in owners} == {user}  # the notebook user's: the lab can save there
+    assert project.in_lab("test -e .env || echo no-env").strip() == "no-env"  # the token stays here
 
 
-def test_an_edit_on_the_host_reaches_the_container_on_sync(remote_project):
-    package = remote_project.slug.replace("-", "_")
-    module = remote_project.view / "src" / package / "__init__.py"
+def test_an_edit_here_arrives_on_sync(remote_project):
+    project, _ = remote_project
+    package = project.answers["package_name"]
+    module = project.view / "src" / package / "__init__.py"
     marker = uuid.uuid4().hex
     module.write_text(module.read_text() + f"\nMARKER = {marker!r}\n")
-    started = time.monotonic()
-    plan = remote_project.sync()
-    record("remote", "sync of one edited file over ssh", seconds(started))
-    assert plan.push == [f"src/{package}/__init__.py"] and not plan.fetch
-    imported = remote_project.exec_bytes(["python", "-c", f"import {package}; print({package}.MARKER)"])
-    assert imported.decode().strip() == marker
+    synced = project.invoke("sync")
+    record("remote", "invoke sync, one edited file", f"{synced.seconds:.2f} s")
+    assert "1 sent, 0 fetched" in synced.stdout
+    assert project.in_lab(f"python -c 'import {package}; print({package}.MARKER)'").strip() == marker
 
 
-def test_a_notebook_saved_in_the_lab_is_fetched_back(remote_project):
-    local_port = free_port()
-    tunnel_argv = remote.tunnel_command("ssh://labdock-remote", [(local_port, remote_project.port)])
-    tunnel = subprocess.Popen([*tunnel_argv[:1], "-o", "ExitOnForwardFailure=yes", *tunnel_argv[1:]])
+def test_a_notebook_saved_in_the_lab_arrives_on_sync(remote_project):
+    project, _ = remote_project
+    url = project.invoke("url")
+    lines = url.stdout.strip().splitlines()
+    tunnel = shlex.split(lines[-2])
+    assert tunnel[:2] == ["ssh", "-N"] and tunnel[-1] == "labdock-remote"
+    base, _, token = lines[-1].partition("/lab?token=")
+    ssh = subprocess.Popen([*tunnel[:1], "-o", "ExitOnForwardFailure=yes", *tunnel[1:]])
     try:
-        url = f"http://127.0.0.1:{local_port}"
-        auth = {"Authorization": f"token {remote_project.token}"}
+        auth = {"Authorization": f"token {token}"}
         deadline = time.monotonic() + 20
         while True:
             try:
-                status = requests.get(f"{url}/api/status", headers=auth, timeout=5)
+                status = requests.get(f"{base}/api/status", headers=auth, timeout=5)
                 break
             except requests.ConnectionError:
                 assert time.monotonic() < deadline, "the ssh -L tunnel never answered"
                 time.sleep(0.2)
         assert status.status_code == 200
         saved = requests.put(
-            f"{url}/api/contents/notebooks/from-the-lab.ipynb",
+            f"{base}/api/contents/notebooks/from-the-lab.ipynb",
             json={"type": "notebook", "format": "json", "content": notebook("print('saved in the lab')")},
             headers=auth,
             timeout=10,
         )
-        assert saved.status_code == 201, saved.text  # a new file in a folder the sync created
+        assert saved.status_code == 201, saved.text
     finally:
-        tunnel.terminate()
-        tunnel.wait(10)
-    host_copy = remote_project.view / "notebooks" / "from-the-lab.ipynb"
-    assert not host_copy.exists()  # saved into the volume only, until a sync
-    started = time.monotonic()
-    plan = remote_project.sync()
-    record("remote", "sync fetching a notebook saved in the lab", seconds(started))
-    assert plan.fetch == ["notebooks/from-the-lab.ipynb"] and not plan.push
+        ssh.terminate()
+        ssh.wait(10)
+    host_copy = project.view / "notebooks" / "from-the-lab.ipynb"
+    assert not host_copy.exists()  # in the volume only, until a sync
+    synced = project.invoke("sync")
+    record("remote", "invoke sync, a notebook saved in the lab", f"{synced.seconds:.2f} s")
+    assert "0 sent, 1 fetched" in synced.stdout
     assert "saved in the lab" in host_copy.read_text()
 
 
-def test_an_edit_on_both_sides_is_a_conflict_and_nothing_is_overwritten(remote_project):
+def test_an_edit_on_both_sides_is_a_conflict_left_alone(remote_project):
+    project, _ = remote_project
     path = "notebooks/from-the-lab.ipynb"
-    (remote_project.view / path).write_text("edited here\n")
-    remote_project.exec_bytes(["sh", "-c", f"echo edited there > {path}"])
-    plan = remote_project.sync()
-    assert plan.conflicts == [path] and not (plan.push or plan.fetch)
-    assert (remote_project.view / path).read_text() == "edited here\n"
-    assert remote_project.exec_bytes(["cat", path]) == b"edited there\n"
+    (project.view / path).write_text("edited here\n")
+    project.in_lab(f"echo edited there > {path}")
+    result = project.invoke("sync", check=False)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"Changed here and in the engine's workspace, left as they are on both sides: {path}.")
+    )
+    assert (project.view / path).read_text() == "edited here\n"
+    assert project.in_lab(f"cat {path}") == "edited there\n"
+
+
+def test_down_volumes_refuses_while_the_lab_has_unsynced_work(remote_project):
+    project, _ = remote_project
+    result = project.invoke("down", "--volumes", check=False)
+    assert result.returncode == 1
+    assert (
+        "The engine's workspace has changes not synced here (notebooks/from-the-lab.ipynb)" in result.stderr
+    )
+    assert project.container()["State"]["Status"] == "running"
 
 
 def test_a_new_volume_never_deletes_files_here(remote_project):
-    """After `down --volumes` the volume is new and empty: files are pushed again, not deleted."""
-    remote_project.compose("down", "--volumes")
-    remote_project.compose("up", "--detach", "--wait", "--no-build")
-    plan = remote_project.sync()
-    assert not plan.delete_here and "notebooks/from-the-lab.ipynb" in plan.push
-    assert (remote_project.view / "notebooks/from-the-lab.ipynb").read_text() == "edited here\n"
+    """After `down --volumes --force` the volume is new and empty: `up` sends everything again."""
+    project, _ = remote_project
+    project.invoke("sync", "--prefer", "here")
+    project.invoke("down", "--volumes", "--force")
+    up = project.invoke("up")
+    record("remote", "invoke up over ssh, new volume", f"{up.seconds:.1f} s")
+    assert (project.view / "notebooks/from-the-lab.ipynb").read_text() == "edited here\n"
+    assert project.in_lab("cat notebooks/from-the-lab.ipynb") == "edited here\n"

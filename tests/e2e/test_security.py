@@ -26,8 +26,10 @@ import requests
 from tests.e2e.harness import (
     HostUser,
     Project,
+    checkout_name,
     docker,
     free_port,
+    image_of,
     notebook,
     read_token,
     record,
@@ -128,9 +130,7 @@ def api(server: dict, method: str, path: str, **kwargs) -> requests.Response:
 
 
 def container(project: Project) -> str:
-    ids = docker(
-        "ps", "-q", "--filter", f"label=com.docker.compose.project={project.answers['project_slug']}"
-    )
+    ids = docker("ps", "-q", "--filter", f"label=com.docker.compose.project={checkout_name(project.root)}")
     return ids.stdout.strip()
 
 
@@ -205,7 +205,7 @@ def test_files_the_server_creates_belong_to_the_host_user(project, server):
 
 
 def test_image_holds_no_secret_and_no_clutter(project, server):
-    image = f"{project.answers['project_slug']}:latest"
+    image = image_of(project)
     saved = subprocess.run(["docker", "save", image], capture_output=True, check=True).stdout
     token_hits = saved.count(server["token"].encode())
     history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout

@@ -23,6 +23,7 @@ from tests.e2e.harness import (
     bridge_gateway,
     docker,
     free_port,
+    image_of,
     notebook,
     read_token,
     record,
@@ -92,7 +93,7 @@ def project(engine, apt_proxy, tmp_path_factory) -> Project:
 
 
 def run_in_image(project: Project, script: str) -> subprocess.CompletedProcess:
-    return docker("run", "--rm", "system-packages:latest", "sh", "-c", script, check=False)
+    return docker("run", "--rm", image_of(project), "sh", "-c", script, check=False)
 
 
 def test_listed_package_is_in_the_image_and_build_only_one_is_not(project):
@@ -105,8 +106,8 @@ def test_apt_went_through_the_proxy_which_the_image_does_not_record(project, apt
     seen = apt_proxy.requests_to("deb.debian.org")
     record("system-packages", "apt requests through the proxy", str(seen))
     assert seen > 0, apt_proxy.log.read_text()[-2000:]
-    history = docker("history", "--no-trunc", "system-packages:latest").stdout
-    config = docker("image", "inspect", "system-packages:latest").stdout
+    history = docker("history", "--no-trunc", image_of(project)).stdout
+    config = docker("image", "inspect", image_of(project)).stdout
     address = apt_proxy.url.removeprefix("http://")
     assert address not in history
     assert address not in config

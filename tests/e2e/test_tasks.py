@@ -10,7 +10,6 @@ import json
 import os
 import pty
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,10 +23,12 @@ import requests
 from tests.e2e.harness import (
     Project,
     Registry,
+    checkout_name,
     docker,
     free_port,
     git_commit,
     git_head,
+    image_of,
     notebook,
     read_token,
     record,
@@ -80,7 +81,7 @@ def project(engine, auth_registry, tmp_path_factory) -> Project:
 
 
 def image(project: Project) -> str:
-    return f"{project.answers['project_slug']}:latest"
+    return image_of(project)
 
 
 def test_doctor_reports_a_ready_machine(project):
@@ -112,24 +113,20 @@ def test_port_already_taken(project):
         assert doctor.returncode != 0 and f"[!!] port {port}" in doctor.stdout
 
 
-def test_gpu_requested_without_gpu_support(project):
-    line = failure(project, "up", "--gpu")
-    assert "no compose.gpu.yaml" in line and "gpu=nvidia" in line
-
-
-def test_gpu_requested_on_an_engine_without_nvidia_runtime(project, tmp_path):
-    gpu_project = render(tmp_path / "gpu", gpu="nvidia")
-    shutil.copy(gpu_project / "compose.gpu.yaml", project.root / "compose.gpu.yaml")
+def test_gpu_requested_on_an_engine_without_nvidia_runtime(project):
+    """compose.gpu.yaml is written for the run (any project: --gpu asks for the GPUs); this
+    engine has no NVIDIA runtime."""
     try:
         line = failure(project, "up", "--gpu")
         assert "no NVIDIA GPU runtime" in line and "NVIDIA Container Toolkit" in line
         assert "`invoke up --no-gpu`" in line
+        assert "count: all" in (project.root / "compose.gpu.yaml").read_text()
         left = docker(
             "ps",
             "--all",
             "--quiet",
             "--filter",
-            f"label=com.docker.compose.project={project.answers['project_slug']}",
+            f"label=com.docker.compose.project={checkout_name(project.root)}",
             "--filter",
             "status=created",
         ).stdout.split()
@@ -148,7 +145,6 @@ def test_gpu_requested_on_an_engine_without_nvidia_runtime(project, tmp_path):
         ).stdout.split()
         assert left == []
     finally:
-        (project.root / "compose.gpu.yaml").unlink()
         project.invoke("down")
 
 
@@ -355,6 +351,6 @@ def test_lab_local_runs_natively_from_the_same_lock(project, tmp_path):
 
 def test_down_volumes_removes_container_and_state(project):
     project.invoke("down", "--volumes")
-    slug = project.answers["project_slug"]
-    assert docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={slug}").stdout.strip() == ""
-    assert f"{slug}_jupyter-state" not in docker("volume", "ls", "--format", "{{.Name}}").stdout
+    name = checkout_name(project.root)
+    assert docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={name}").stdout.strip() == ""
+    assert f"{name}_jupyter-state" not in docker("volume", "ls", "--format", "{{.Name}}").stdout

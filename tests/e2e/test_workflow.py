@@ -16,10 +16,12 @@ import requests
 
 from tests.e2e.harness import (
     Project,
+    checkout_name,
     docker,
     free_port,
     git_commit,
     git_head,
+    image_of,
     notebook,
     record,
     remove_project_state,
@@ -73,7 +75,7 @@ def test_lock_writes_a_standard_lock_owned_by_the_user(project):
 
 def test_build_labels_the_image(project):
     result = project.invoke("build")
-    image = f"{project.answers['project_slug']}:latest"
+    image = image_of(project)
     inspect = json.loads(docker("image", "inspect", image).stdout)[0]
     labels = inspect["Config"]["Labels"]
     assert labels["org.opencontainers.image.revision"] == git_head(project.root)
@@ -99,7 +101,7 @@ def test_api_answers_and_requires_the_token(project, server):
 
 def test_port_is_published_on_loopback_only(project, server):
     container = docker(
-        "ps", "-q", "--filter", f"label=com.docker.compose.project={project.answers['project_slug']}"
+        "ps", "-q", "--filter", f"label=com.docker.compose.project={checkout_name(project.root)}"
     )
     bindings = docker("port", container.stdout.strip(), "8888").stdout.split()
     assert bindings and all(b.startswith("127.0.0.1:") for b in bindings), bindings
@@ -150,6 +152,6 @@ def test_push_reaches_the_registry(project, server, registry):
 def test_down_leaves_no_container(project, server):
     project.invoke("down")
     running = docker(
-        "ps", "-aq", "--filter", f"label=com.docker.compose.project={project.answers['project_slug']}"
+        "ps", "-aq", "--filter", f"label=com.docker.compose.project={checkout_name(project.root)}"
     )
     assert running.stdout.strip() == ""

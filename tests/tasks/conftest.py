@@ -42,8 +42,13 @@ def project(rendered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     )
     monkeypatch.setattr(os, "getuid", lambda: 1234, raising=False)
     monkeypatch.setattr(os, "getgid", lambda: 5678, raising=False)
-    for name in ("DOCKER_HOST", "REGISTRY_USER", "REGISTRY_PASSWORD"):
+    for name in ("DOCKER_HOST", "DOCKER_CONTEXT", "REGISTRY_USER", "REGISTRY_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # no current context: local
+    # The checkout's names on the engine are the slug's here, so that tests of other modules read
+    # plainly (unit-demo:latest); test_project.py tests the real names (and un-patches this).
+    monkeypatch.setattr(labdock.project, "login_name", lambda: "tester")
+    monkeypatch.setattr(labdock.project, "checkout_name", lambda slug, user, host, folder: slug)
     monkeypatch.setattr(labdock.settings, "ENVIRONMENT", {})
     return copy
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shlex
+
 import pytest
 
 from tests.tasks.helpers import (
@@ -15,6 +18,7 @@ from tests.tasks.helpers import (
     ok,
     write_lock,
 )
+from tests.tasks.test_gpu import SMI_470_T4, SMI_550_A100, SMI_580_4090, TORCH_CPU, TORCH_CU128
 
 doctor = labdock.doctor
 envfile = labdock.envfile
@@ -74,8 +78,8 @@ def test_doctor_reports_a_busy_port(make_ctx, project, monkeypatch, capsys):
     c = make_ctx({PS: ok("")})
     exit_of(lambda: doctor.doctor(c))
     assert (
-        "[!!] port 8888 on 127.0.0.1 is free for JupyterLab: something else listens there"
-        in capsys.readouterr().out
+        "[!!] port 8888 on 127.0.0.1 is free for JupyterLab: another process listens there: stop it, "
+        "or set labdock.port: auto" in capsys.readouterr().out
     )
 
 
@@ -136,3 +140,97 @@ def test_doctor_port_held_by_our_own_server(make_ctx, project, capsys):
     assert (
         "[ok] port 8888 on 127.0.0.1: this project's JupyterLab is serving on it" in capsys.readouterr().out
     )
+
+
+# ----------------------------------------------------------------------------- GPUs: the driver and torch
+
+NVIDIA_RUNTIME = {r"docker info --format '\{\{json \.Runtimes": ok('{"nvidia":{},"runc":{}}')}
+SMI_RUN = r"docker compose .* run --rm --no-deps -T lab nvidia-smi"
+TORCH_RUN = r"docker compose .* run --rm --no-deps -T lab python -c"
+
+
+@pytest.mark.parametrize(
+    ("smi", "torch", "line", "fails"),
+    [
+        (SMI_580_4090, TORCH_CU128, "[ok] NVIDIA driver 580", False),
+        (SMI_550_A100, TORCH_CU128, "[--] the NVIDIA driver runs the image's torch: driver 550.54.15", False),
+        (SMI_470_T4, TORCH_CU128, "[!!] the NVIDIA driver runs the image's torch: driver 470.182.03", True),
+        (
+            SMI_550_A100,
+            TORCH_CPU,
+            "[!!] the NVIDIA driver runs the image's torch: torch in the image is a CPU build",
+            True,
+        ),
+    ],
+)
+def test_doctor_checks_the_driver_against_the_images_torch(
+    make_ctx, project, capsys, smi, torch, line, fails
+):
+    """nvidia-smi in a container with the GPU request (recorded outputs), torch/version.py read
+    without importing torch."""
+    write_lock(project)
+    c = make_ctx({**NVIDIA_RUNTIME, SMI_RUN: ok(smi), TORCH_RUN: ok(torch), PS: ok("")}, gpu="nvidia")
+    if fails:
+        exit_of(lambda: doctor.doctor(c))
+    else:
+        doctor.doctor(c)
+    out = capsys.readouterr().out
+    assert line in out, out
+    assert str(project / "compose.gpu.yaml") in shlex.split(matching(c, SMI_RUN)[0])  # with the GPU request
+
+
+def test_doctor_names_the_missing_gpu_runtime_in_the_container(make_ctx, project, capsys):
+    write_lock(project)
+    error = 'could not select device driver "nvidia" with capabilities: [[gpu]]'
+    c = make_ctx({**NVIDIA_RUNTIME, SMI_RUN: fail(error), PS: ok("")}, gpu="nvidia")
+    exit_of(lambda: doctor.doctor(c))
+    assert "[!!] the container sees the GPUs (nvidia-smi): The Docker engine has no NVIDIA GPU runtime" in (
+        capsys.readouterr().out
+    )
+
+
+def test_doctor_skips_the_cuda_check_with_gpus_none(make_ctx, project):
+    write_lock(project)
+    c = make_ctx({**NVIDIA_RUNTIME, PS: ok("")}, gpu="nvidia", gpus="none")
+    doctor.doctor(c)
+    assert not matching(c, SMI_RUN)
+
+
+# ----------------------------------------------------------------------------- remote engines, checkouts
+
+
+def test_doctor_on_a_remote_engine(make_ctx, project, monkeypatch, capsys):
+    monkeypatch.setenv("DOCKER_HOST", "ssh://me@gpu.example.org")
+    monkeypatch.setattr(network, "port_in_use", lambda host, port: pytest.fail("probed this machine"))
+    write_lock(project)
+    c = make_ctx({PS: ok("")})
+    doctor.doctor(c)
+    out = capsys.readouterr().out
+    assert "[..] remote engine (ssh://me@gpu.example.org): the project lives in a volume there" in out
+    assert "[..] port 8888: published on the engine's host (not checked from here)" in out
+    assert "GB free disk" not in out  # this machine's disk is not the engine's
+    assert not matching(c, CHECK_LOCK)  # Poetry would bind-mount this folder
+
+
+def test_doctor_reports_another_checkouts_resource_and_old_volumes(make_ctx, project, capsys):
+    write_lock(project)
+    labels = {
+        "dev.labdock.checkout": "0123456789ab",
+        "dev.labdock.folder": "/srv/b",
+        "dev.labdock.user": "bob",
+    }
+    c = make_ctx(
+        {
+            r"docker inspect unit-demo": ok(
+                json.dumps([{"Name": "unit-demo_jupyter-state", "Labels": labels}])
+            ),
+            r"docker volume ls --quiet": ok("unit-demo_jupyter-state\n"),
+            PS: ok(""),
+        }
+    )
+    exit_of(lambda: doctor.doctor(c))
+    out = capsys.readouterr().out
+    assert "[!!] nothing of this checkout's names belongs to another checkout: unit-demo_jupyter-state" in out
+    assert "/srv/b (user bob)" in out
+    assert "[..] this checkout on the engine: unit-demo (user tester)" in out
+    assert "[..] volumes of the previous release (unit-demo_jupyter-state)" in out

@@ -166,11 +166,12 @@ def test_explain_shortens_a_long_explanation():
 ])  # fmt: skip
 def test_conflict_markers_name_the_file_and_the_fix(make_ctx, project, load, name, cause):
     write_lock(project)
+    c = make_ctx({RUNTIME: fail()})  # the build's `poetry export` refuses the lock
+    p = load(c)  # before the markers: loading reads pyproject.toml (and refuses them too)
     path = project / name
     lines = path.read_text().splitlines(keepends=True)
     path.write_text(lines[0] + "<<<<<<< HEAD\n" + "".join(lines[1:]) + "=======\n>>>>>>> main\n")
-    c = make_ctx({RUNTIME: fail()})  # the build's `poetry export` refuses the lock
-    assert locking.conflict_problem(labdock.project.Project(c, project, "unit-demo", None)) == cause
+    assert locking.conflict_problem(p) == cause
     for task in (labdock.dependencies.lock, labdock.dependencies.add, labdock.image.build):
         assert (
             exit_of(lambda task=task: task(c, *(["rich"] if task.__name__ == "add" else []))).message == cause

@@ -167,7 +167,7 @@ def test_compose_merges_the_override_over_a_rendered_project(render_project):
         cwd=root,
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", **TOKEN},
+        env={"PATH": "/usr/bin:/bin", "LABDOCK_PROJECT": "remote-unit-alpha-me-0123abcd", **TOKEN},
     )
     assert result.returncode == 0, result.stderr
     config = json.loads(result.stdout)
@@ -177,7 +177,7 @@ def test_compose_merges_the_override_over_a_rendered_project(render_project):
         assert [(m["type"], m["source"]) for m in workspace] == [("volume", "workspace")]
         assert not [m for m in mounts if m["type"] == "bind"]
     assert config["services"]["lab"]["healthcheck"]["start_interval"] == "1s"
-    assert config["volumes"]["workspace"]["name"] == "remote-unit-alpha_workspace"
+    assert config["volumes"]["workspace"]["name"] == "remote-unit-alpha-me-0123abcd_workspace"
 
 
 # ----------------------------------------------------------------------------- sync plans

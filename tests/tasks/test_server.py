@@ -47,10 +47,15 @@ def test_up_starts_compose_and_prints_the_url(make_ctx, project, capsys):
         *("up", "--detach", "--no-build"),
     ]
     assert call.kwargs["env"] == {
+        # this checkout's names and labels (test_project.py; the slug's in these tests)
+        "LABDOCK_PROJECT": "unit-demo",
+        "LABDOCK_CHECKOUT": labdock.project.read_record(project / ".labdock" / "checkout.json")["id"],
+        "LABDOCK_FOLDER": str(project),
+        "LABDOCK_ORIGIN": str(project),
+        "LABDOCK_USER": "tester",
         "LABDOCK_IMAGE": "unit-demo:latest",
         "LABDOCK_PORT": "8888",
         "LABDOCK_BIND": "127.0.0.1",
-        "LABDOCK_GPUS": "all",
         "LABDOCK_CPUS": "0",  # no limit (the rendered default)
         "LABDOCK_MEMORY": "0",
         "LABDOCK_TENSORBOARD_PORT": "6006",
@@ -66,10 +71,10 @@ def test_up_starts_compose_and_prints_the_url(make_ctx, project, capsys):
 
 
 def test_resource_limits_reach_compose_from_the_settings(make_ctx):
-    c = make_ctx(RUNNING, cpus="1.5", memory="12g", gpus="0,1")
+    c = make_ctx(RUNNING, cpus="1.5", memory="12g")
     server.up(c)
     env = call_of(c, COMPOSE_UP).kwargs["env"]
-    assert (env["LABDOCK_CPUS"], env["LABDOCK_MEMORY"], env["LABDOCK_GPUS"]) == ("1.5", "12g", "0,1")
+    assert (env["LABDOCK_CPUS"], env["LABDOCK_MEMORY"]) == ("1.5", "12g")
 
 
 def test_up_builds_a_missing_image(make_ctx, project):
@@ -119,11 +124,25 @@ def test_up_without_gpu_leaves_out_the_override(make_ctx, project):
     assert "compose.gpu.yaml" not in call_of(c, COMPOSE_UP).args[0]
 
 
-def test_up_gpu_without_override_file(make_ctx, project):
-    c = make_ctx(RUNNING)
+@pytest.mark.parametrize(
+    ("gpus", "wanted"),
+    [("all", "count: all"), ("0,1", 'device_ids: ["0", "1"]'), ("none", "lab: {}")],
+)
+def test_up_writes_the_gpu_request_of_the_gpus_setting(make_ctx, project, gpus, wanted):
+    """compose.gpu.yaml is generated for the run (gpu.py; the real Compose reads it in
+    tests/test_gpu_render.py), also for a project rendered without the GPU."""
+    assert not (project / "compose.gpu.yaml").exists()
+    c = make_ctx(RUNNING, gpus=gpus)
+    server.up(c, gpu=True)
+    written = (project / "compose.gpu.yaml").read_text()
+    assert wanted in written and ("count" in written) == (gpus == "all")
+    assert "compose.gpu.yaml" in call_of(c, COMPOSE_UP).args[0]
+
+
+def test_a_bad_gpus_setting_stops_before_anything_runs(make_ctx, project):
+    c = make_ctx(RUNNING, gpus="0,0")
     error = exit_of(lambda: server.up(c, gpu=True))
-    assert "no compose.gpu.yaml" in error.message
-    assert "gpu=nvidia" in error.message
+    assert error.message == "labdock.gpus lists GPU 0 twice: give each GPU once."
     assert commands(c) == []
 
 
@@ -394,3 +413,91 @@ def test_up_fails_without_a_message(make_ctx):
     c = make_ctx({**RUNNING, COMPOSE_UP: fail("", exited=137)})
     error = exit_of(lambda: server.up(c))
     assert error.message.startswith("`docker compose up` failed without a message (exit 137)")
+
+
+# ----------------------------------------------------------------------------- port: auto
+
+
+def checkout_ports(project) -> dict:
+    return labdock.project.read_record(project / ".labdock" / "checkout.json").get("ports", {})
+
+
+def test_port_auto_lets_the_engine_pick_then_keeps_that_port(make_ctx, project, capsys):
+    c = make_ctx({**RUNNING, PORT: ok("127.0.0.1:49153\n")}, port="auto")
+    server.up(c)
+    assert call_of(c, COMPOSE_UP).kwargs["env"]["LABDOCK_PORT"] == ""  # the engine picks a free one
+    assert "JupyterLab: http://127.0.0.1:49153/lab?token=" in capsys.readouterr().out
+    assert checkout_ports(project) == {"lab": 49153}
+    again = make_ctx({**RUNNING, PORT: ok("127.0.0.1:49153\n")}, port="auto")
+    server.up(again)
+    assert call_of(again, COMPOSE_UP).kwargs["env"]["LABDOCK_PORT"] == "49153"  # the same URL
+    assert envfile.read(project / ".env")["LABDOCK_PORT"] == "49153"  # for VS Code too
+
+
+def test_port_auto_gives_up_a_port_something_else_took(make_ctx, project, monkeypatch, capsys):
+    server.up(make_ctx({**RUNNING, PORT: ok("127.0.0.1:49153\n")}, port="auto"))
+    monkeypatch.setattr(network, "port_in_use", lambda host, port: port == 49153)
+    ids = iter(["", "abc123"])  # not running when up starts; then the new container
+    monkeypatch.setattr(labdock.engine, "container_id", lambda p, service="lab": next(ids, "abc123"))
+    c = make_ctx({**RUNNING, PORT: ok("127.0.0.1:49200\n")}, port="auto")
+    server.up(c)
+    assert call_of(c, COMPOSE_UP).kwargs["env"]["LABDOCK_PORT"] == ""
+    assert "Port 49153, which JupyterLab had, is taken now: it gets another one" in capsys.readouterr().out
+    assert checkout_ports(project) == {"lab": 49200}
+
+
+def test_port_auto_retries_once_when_the_engine_finds_the_port_taken(make_ctx, project):
+    server.up(make_ctx({**RUNNING, PORT: ok("127.0.0.1:49153\n")}, port="auto"))
+    taken = fail("Bind for 127.0.0.1:49153 failed: port is already allocated")
+    c = make_ctx({**RUNNING, COMPOSE_UP: [taken, ok()], PORT: ok("127.0.0.1:49200\n")}, port="auto")
+    server.up(c)
+    ups = [call for call in c.run.call_args_list if " up " in call.args[0]]
+    assert [call.kwargs["env"]["LABDOCK_PORT"] for call in ups] == ["49153", ""]
+    assert checkout_ports(project) == {"lab": 49200}
+
+
+def test_url_prints_the_port_auto_picked(make_ctx, project, capsys):
+    server.url(make_ctx({**RUNNING, PORT: ok("127.0.0.1:49153\n")}, port="auto"))
+    assert capsys.readouterr().out.startswith("http://127.0.0.1:49153/lab?token=")
+
+
+# ----------------------------------------------------------------------------- remote engines
+
+
+def test_url_on_a_remote_engine_prints_the_ssh_tunnel(make_ctx, project, monkeypatch, capsys):
+    monkeypatch.setenv("DOCKER_HOST", "ssh://me@gpu.example.org:2222")
+    server.url(make_ctx({**RUNNING, PORT: ok("127.0.0.1:8888\n")}))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [
+        "The server listens on the engine's host: reach it from here with",
+        "  ssh -N -L 127.0.0.1:8888:127.0.0.1:8888 -p 2222 me@gpu.example.org",
+    ]
+    assert lines[2].startswith("http://127.0.0.1:8888/lab?token=")
+
+
+def test_up_on_a_remote_engine_never_probes_this_machine(make_ctx, project, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.5:2376")
+    probed = []
+    monkeypatch.setattr(network, "port_in_use", lambda host, port: probed.append(port) or True)
+    monkeypatch.setattr(network, "url_answers", lambda url: probed.append(url) or False)
+    monkeypatch.setattr(labdock.sync, "push_on_up", lambda p: None)  # test_sync.py runs it
+    c = make_ctx({**RUNNING, HEALTH: ok("running starting")})  # `up --wait` returned: healthy
+    server.up(c)
+    assert probed == []
+    assert "--wait" in args_of(c, COMPOSE_UP)
+
+
+def test_a_remote_server_that_never_gets_healthy_shows_its_logs(make_ctx, project, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "ssh://me@gpu.example.org")
+    unhealthy = fail("container unit-demo-lab-1 is unhealthy")
+    c = make_ctx({**RUNNING, COMPOSE_UP: unhealthy})
+    error = exit_of(lambda: server.up(c))
+    assert error.message.startswith("JupyterLab did not become healthy within 180s (last log lines above)")
+    assert matching(c, r"docker compose .* logs --tail 30 lab")
+
+
+def test_prepare_writes_the_gpu_request_for_the_devcontainer(make_ctx, project):
+    server.prepare(make_ctx(gpu="nvidia", gpus="1"))
+    assert 'device_ids: ["1"]' in (project / "compose.gpu.yaml").read_text()
+    env = envfile.read(project / ".env")
+    assert env["LABDOCK_PROJECT"] == "unit-demo" and env["LABDOCK_USER"] == "tester"  # VS Code's names too

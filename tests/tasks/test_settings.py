@@ -73,8 +73,8 @@ def test_octal_looking_port_in_invoke_yaml_is_refused(project, make_ctx, load):
     c = MockContext(config=Config(overrides={"labdock": {"port": 668}}))  # what YAML made of it
     error = exit_of(lambda: load(c))
     assert error.message == (
-        "labdock.port: '01234' in invoke.yaml is not valid: use a port number from 1024 to 65535, "
-        "in decimal without leading zeros."
+        "labdock.port: '01234' in invoke.yaml is not valid: use auto, or a port number from 1024 to "
+        "65535, in decimal without leading zeros."
     )
 
 
@@ -105,7 +105,7 @@ def test_tensorboard_port_must_differ(make_ctx, load):
 # ----------------------------------------------------------------------------- bad values, for real
 
 BAD_VALUES = {
-    "port": ["abc", "80", "70000", "01234", "8888.5", ""],
+    "port": ["abc", "80", "70000", "01234", "8888.5", "", "automatic"],
     "bind": ["localhost", "127.0.0.256", "0.0.0.0; rm -rf /", "[::1]"],
     "gpu": ["amd", "true"],
     "gpus": ["first", "0;1", "0,,1"],
@@ -126,6 +126,8 @@ BAD_VALUES = {
     "hub_admins": ["ada;grace", "bad name", "-x"],
     "hub_cull_timeout": ["never", "0"],
     "hub_storage": ["10GB", "ten"],
+    "user": ["al ice", "-bob", "b" * 33, "bob;id"],
+    "remote": ["maybe", "ssh", "2"],
 }
 CASES = [(name, value) for name, values in BAD_VALUES.items() for value in values]
 
