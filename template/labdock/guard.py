@@ -26,6 +26,7 @@ from . import project as project_module
 STATE_DIR = ".labdock"  # per-checkout state, git-ignored
 LOCK_NAME = "task.lock"
 POLL_SECONDS = 0.2
+NAME_GRACE_SECONDS = 1.0  # how long a waiting task waits to learn who holds the lock
 
 _held: set[Path] = set()  # locks this process holds (a task's own helpers may ask again)
 
@@ -79,9 +80,14 @@ def checkout_lock(root: Path, task: str, wait: bool = True) -> Iterator[None]:
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        said = False
+        said, first_try = False, time.monotonic()
         while not _try_lock(fd):
-            other = holder(path) or "another invoke task"
+            # The holder writes its name just after it takes the lock: give it a moment to.
+            known = holder(path)
+            if not known and time.monotonic() - first_try < NAME_GRACE_SECONDS:
+                time.sleep(0.01)
+                continue
+            other = known or "another invoke task"
             if not wait:
                 raise Exit(f"{other} is running in this project: wait for it, or stop it first.")
             if not said:

@@ -55,6 +55,34 @@ def test_a_second_task_waits_for_the_first_and_names_it(tmp_path, capsys, monkey
         holder.wait()
 
 
+SLOW_TO_NAME = """
+import fcntl, os, sys, time
+os.makedirs({state!r}, exist_ok=True)
+fd = os.open({path!r}, os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(0.3)  # the moment between taking the lock and writing who holds it
+os.write(fd, b"`invoke add` (pid 4242)\\n")
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the holder here takes the lock with fcntl")
+def test_a_task_that_arrives_just_after_another_took_the_lock_still_names_it(tmp_path, capsys):
+    """The holder writes its name just after it takes the lock: a task arriving in between waits
+    to learn it instead of saying 'another invoke task' (a race CI hit with two `invoke add`s)."""
+    state = tmp_path / ".labdock"
+    script = SLOW_TO_NAME.format(state=str(state), path=str(state / "task.lock"))
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        error = exit_of(lambda: guard.checkout_lock(tmp_path, "up", wait=False).__enter__())
+        assert error.message.startswith("`invoke add` (pid 4242) is running in this project")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_killed_task_leaves_no_stale_lock(tmp_path):
     holder = hold_lock(tmp_path)
     os.kill(holder.pid, signal.SIGKILL)
