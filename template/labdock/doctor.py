@@ -7,7 +7,7 @@ import shutil
 
 from invoke import Context, Exit, task
 
-from . import engine, envfile, gpu, image, locking, network
+from . import engine, envfile, gpu, image, links, locking, network
 from .project import SERVICE, Project
 from .settings import AUTO
 
@@ -185,6 +185,11 @@ def doctor(c: Context) -> None:
         )
         if has_runtime and engine.gpu_selection(p) != gpu.NONE:
             cuda_check(p, report)
+    if not p.remote:  # a remote engine gets a copy of the files, without links
+        broken = links.broken(p.root)
+        report.check(not broken, "links in the project lead to existing files", "; ".join(broken))
+        for line in links.outside(p.root):
+            report.check(False, "links stay inside the project", line, required=False)
     if not p.remote:  # the disk that fills up is the engine's
         free_gb = shutil.disk_usage(p.root).free / 1e9
         report.check(

@@ -14,8 +14,8 @@ import webbrowser
 
 from invoke import Context, Exit, Result, task
 
-from . import agent, engine, envfile, live, network, remote, sync, tensorboard
-from .commands import cmd, progress, warn
+from . import agent, engine, envfile, links, live, network, remote, sync, tensorboard
+from .commands import cmd, progress, run, warn
 from .engine import GPU_HELP, compose
 from .guard import exclusive
 from .image import build_image, ensure_image
@@ -66,9 +66,20 @@ def compose_up(p: Project, gpu: bool) -> Result:
         ) from None
 
 
+def check_links(p: Project) -> None:
+    """Stop on a link the container cannot follow; warn about one that leaves the project."""
+    if problems := links.broken(p.root):
+        more = f" ({len(problems) - 1} more: `invoke doctor` lists them)" if len(problems) > 1 else ""
+        raise Exit(f"{problems[0]}, then `invoke up`{more}.")
+    for line in links.outside(p.root):
+        warn(line + ".")
+
+
 def start(p: Project, gpu: bool = False, rebuild: bool = False) -> str:
     """Start JupyterLab (and TensorBoard when enabled), wait until healthy; returns its URL."""
     s = p.settings
+    if not p.remote:  # a remote engine gets a copy of the files, without links (remote.py)
+        check_links(p)
     prepare_env(p)
     if rebuild:
         build_image(p)
@@ -255,8 +266,8 @@ def up(
 
 @task(
     help={
-        "volumes": "Also delete the named volumes (JupyterLab settings and workspaces; on a remote "
-        "engine the project's copy there)",
+        "volumes": "Also delete the named volumes (JupyterLab settings and workspaces, Poetry's cache; "
+        "on a remote engine the project's copy there)",
         "force": "With --volumes on a remote engine: delete them even with changes not synced here",
     }
 )
@@ -274,6 +285,8 @@ def down(c: Context, volumes: bool = False, force: bool = False) -> None:
             )
     # With the profile: a TensorBoard started by `invoke tensorboard` stops too.
     compose(p, "down", "--remove-orphans", *(["--volumes"] if volumes else []), tensorboard=True)
+    if volumes:  # Poetry's cache is this checkout's too, though not Compose's
+        run(p.c, "docker", "volume", "rm", "--force", p.poetry_cache_volume, hide=True, warn=True)
 
 
 @task(help={"open": "Open the URL in the browser"})

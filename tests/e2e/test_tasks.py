@@ -113,6 +113,24 @@ def test_port_already_taken(project):
         assert doctor.returncode != 0 and f"[!!] port {port}" in doctor.stdout
 
 
+def test_a_broken_notebooks_link_stops_up_and_fails_doctor(project):
+    """A notebooks/ folder linked to a path that does not exist would be empty in the lab."""
+    link = project.root / "notebooks" / "shared"
+    os.symlink("/nowhere/team-notebooks", link)
+    try:
+        line = failure(project, "up")
+        assert line == (
+            "notebooks/shared is a link to /nowhere/team-notebooks, which does not exist: point it at a "
+            "folder that does, or remove it, then `invoke up`."
+        )
+        assert docker("ps", "-aq", "--filter", f"name={checkout_name(project.root)}-").stdout.strip() == ""
+        doctor = project.invoke("doctor", check=False)
+        assert doctor.returncode != 0
+        assert "[!!] links in the project lead to existing files: notebooks/shared" in doctor.stdout
+    finally:
+        link.unlink()
+
+
 def test_gpu_requested_on_an_engine_without_nvidia_runtime(project):
     """compose.gpu.yaml is written for the run (any project: --gpu asks for the GPUs); this
     engine has no NVIDIA runtime."""
@@ -139,7 +157,7 @@ def test_gpu_requested_on_an_engine_without_nvidia_runtime(project):
             "--all",
             "--quiet",
             "--filter",
-            f"label=com.docker.compose.project={project.answers['project_slug']}",
+            f"label=com.docker.compose.project={checkout_name(project.root)}",
             "--filter",
             "status=created",
         ).stdout.split()
@@ -353,4 +371,6 @@ def test_down_volumes_removes_container_and_state(project):
     project.invoke("down", "--volumes")
     name = checkout_name(project.root)
     assert docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={name}").stdout.strip() == ""
-    assert f"{name}_jupyter-state" not in docker("volume", "ls", "--format", "{{.Name}}").stdout
+    volumes = docker("volume", "ls", "--format", "{{.Name}}").stdout.split()
+    assert f"{name}_jupyter-state" not in volumes
+    assert f"{name}-poetry-cache" not in volumes  # Poetry's cache is the checkout's too

@@ -257,6 +257,8 @@ def test_down(make_ctx, project, volumes, tail):
     assert args[-len(tail) :] == tail
     assert ("--volumes" in args) is volumes
     assert ("--profile", "tensorboard") in pairs(args)  # a TensorBoard started alone stops too
+    # Poetry's cache volume is the checkout's, outside Compose: a reset deletes it too
+    assert bool(matching(c, r"docker volume rm --force unit-demo-poetry-cache")) is volumes
 
 
 def test_prepare_writes_token_and_settings_to_env_and_builds_a_missing_image(make_ctx, project):
