@@ -29,7 +29,7 @@ from invoke import Context, Exit
 from . import dependencies, engine, guard, live, locking, transaction
 from .commands import output
 from .image import build_image
-from .project import Project, read_slug
+from .project import Checkout, Project, read_slug
 from .settings import Settings
 
 FOLDER = "pip"  # in .labdock/
@@ -96,8 +96,10 @@ def spawn(p: Project, cid: str) -> None:
         **detached,
     )
     log.close()
-    # The settings this task checked, on stdin: the helper never reads invoke.yaml again.
-    helper.stdin.write(json.dumps(dataclasses.asdict(p.settings)).encode())
+    # The settings this task checked and the checkout's names, on stdin: the helper never reads
+    # invoke.yaml or .labdock/checkout.json again.
+    started_with = {"settings": dataclasses.asdict(p.settings), "checkout": dataclasses.asdict(p.checkout)}
+    helper.stdin.write(json.dumps(started_with).encode())
     helper.stdin.close()
 
 
@@ -231,8 +233,9 @@ class Helper:
 
 def main(cid: str) -> None:
     root = Path.cwd()
-    settings = Settings(**json.loads(sys.stdin.read()))
-    p = Project(Context(), root, read_slug(root), settings)
+    started_with = json.loads(sys.stdin.read())
+    settings, checkout = Settings(**started_with["settings"]), Checkout(**started_with["checkout"])
+    p = Project(Context(), root, read_slug(root), settings, checkout)
     place = folder(root)
     lock_fd = os.open(place / "agent.lock", os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + 15  # the helper of a replaced container is on its way out

@@ -20,6 +20,7 @@ from tests.tasks.helpers import PS, exit_of, labdock, ok, write_lock
 agent = labdock.agent
 PIP = REPO / "template" / "docker" / "pylib" / "pip" / "__main__.py"
 CID = socket.gethostname() + "0" * 40  # the lab's pip knows its container by its hostname
+REAL_SPAWN = agent.spawn  # the project fixture replaces it: no helper process in most tests
 
 
 # ----------------------------------------------------------------------------- requests
@@ -147,6 +148,47 @@ def test_ensure_starts_one_helper_per_container(make_ctx, load, project, monkeyp
     assert started == [CID]  # already served
     agent.ensure(load(make_ctx({PS: ok("a new container\n")})))
     assert started == [CID, "a new container"]
+
+
+def test_the_helper_starts_with_the_settings_and_names_the_task_checked(make_ctx, load, project, monkeypatch):
+    """What spawn hands over on stdin is what main serves with (the checkout's names included)."""
+    handed = {}
+
+    class FakePopen:
+        def __init__(self, argv, cwd, **kwargs):
+            handed["argv"], handed["cwd"], self.stdin = argv, cwd, self
+            handed["stdin"] = b""
+
+        def write(self, data: bytes) -> None:
+            handed["stdin"] += data
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(agent.subprocess, "Popen", FakePopen)
+    p = load(make_ctx(memory="2g"))  # a setting from this run, not invoke.yaml
+    p.checkout.name = "unit-demo-tester-0123abcd"
+    REAL_SPAWN(p, CID)
+    assert handed["cwd"] == project and handed["argv"][-1] == CID
+
+    served = []
+
+    class FakeHelper:
+        def __init__(self, p, cid) -> None:
+            served.append((p, cid))
+
+        def serve(self) -> None:
+            pass
+
+    monkeypatch.setattr(agent, "Helper", FakeHelper)
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO(handed["stdin"].decode()))
+    monkeypatch.chdir(project)
+    agent.main(CID)
+    ((helper_p, cid),) = served
+    assert cid == CID and helper_p.root == project
+    assert helper_p.settings == p.settings and helper_p.settings.memory == "2g"
+    assert helper_p.checkout == p.checkout
+    assert helper_p.image() == "unit-demo-tester-0123abcd:latest"
 
 
 # ----------------------------------------------------------------------------- the lab's pip
