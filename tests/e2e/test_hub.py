@@ -26,9 +26,11 @@ import websocket
 
 from tests.e2e.harness import (
     Project,
+    checkout_name,
     docker,
     free_port,
     git_commit,
+    image_of,
     record,
     remove_project_state,
 )
@@ -282,7 +284,8 @@ def hub(project, hub_module) -> Hub:
         record(FIGURE, "invoke hub (both images built, healthy)", f"{result.seconds:.1f} s")
         assert "JupyterHub is up after" in result.stdout
         prefix = hub_prefix(SLUG)
-        images = {"singleuser": f"{SLUG}:singleuser", "hub": f"{prefix}-hub:latest"}
+        assert prefix == checkout_name(project.root)  # the checkout's own names, as everywhere
+        images = {"singleuser": f"{prefix}:singleuser", "hub": f"{prefix}-hub:latest"}
         team_hub = Hub(project, hub_module, images, "", port=port)
         team_hub.prefix = prefix
         team_hub.env = team_hub.environment(**{"cpus": "1", "memory": "1g"})
@@ -311,7 +314,7 @@ def users(hub) -> dict[str, HubUser]:
 def test_runtime_target_stays_cached_when_src_and_notebooks_change(project):
     """The build context now holds src/ and notebooks/ (for the singleuser target): the runtime
     image `invoke up` uses must not be rebuilt when they change."""
-    image = f"{SLUG}:latest"
+    image = image_of(project)
     before = docker("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
     module = project.root / "src" / PACKAGE / "__init__.py"
     starter = project.root / "notebooks" / "getting-started.ipynb"
