@@ -7,7 +7,7 @@ import shutil
 
 from invoke import Context, Exit, task
 
-from . import engine, envfile, gpu, image, links, locking, network
+from . import engine, envfile, gpu, image, legacy, links, locking, network
 from .project import SERVICE, Project
 from .settings import AUTO
 
@@ -121,7 +121,7 @@ def doctor(c: Context) -> None:
     if problem is None:
         clash = engine.foreign(p, engine.inspect(p, engine.known_names(p)))
         report.check(not clash, "nothing of this checkout's names belongs to another checkout", clash)
-        if old := engine.legacy_volumes(p):
+        if old := legacy.legacy_volumes(p):
             report.info(
                 f"volumes of the previous release ({', '.join(old)}): `invoke up` copied (or copies) their "
                 f"JupyterLab state; remove them with `docker volume rm {' '.join(old)}` once no checkout of "

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -16,7 +15,7 @@ from pathlib import Path
 from invoke import Exit, Result
 
 from . import envfile, gpu, network, remote
-from .commands import cmd, output, run
+from .commands import output, run
 from .project import (
     CHECKOUT_LABEL,
     FOLDER_LABEL,
@@ -402,137 +401,6 @@ def port_taken(p: Project, port: int, bind: str) -> str:
         f"Port {port} on {bind} is already in use by {port_holder(p, port)}: stop it, or choose another "
         "port: labdock.port: auto picks a free one (or INVOKE_LABDOCK_PORT=<port> for one run)."
     )
-
-
-# ----------------------------------------------------------------------------- from an earlier release
-
-LEGACY_VOLUMES = ("jupyter-state", "python-cache")  # compose.yaml's volumes: JupyterLab's state
-
-
-def volumes_present(p: Project, names: Iterable[str]) -> set[str]:
-    found = output(p.c, "docker", "volume", "ls", "--quiet")
-    return set(found.split()) & set(names)
-
-
-def legacy_volumes(p: Project) -> list[str]:
-    """The volumes an earlier release named after the slug (`<slug>_jupyter-state`...) that exist."""
-    names = [f"{p.slug}_{volume}" for volume in LEGACY_VOLUMES]
-    present = volumes_present(p, names)
-    return [name for name in names if name in present]
-
-
-def move_legacy_state(p: Project) -> None:
-    """Once, on the first `up` of a checkout an earlier release used: stop that release's
-    container of this folder (it holds the port), and copy its JupyterLab settings and
-    workspaces (and the bytecode cache) into this checkout's new volumes, so nothing is lost
-    through the rename. The old volumes are left: other checkouts of the same project on this
-    engine (clones, other users) shared them and may still need them; `invoke doctor` names
-    them until they are removed."""
-    if p.slug == p.compose_project:
-        return
-    # `docker ps` lists them; only `docker inspect` shows what each one mounts.
-    old = output(
-        p.c, "docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={p.slug}"
-    )
-    mounted = output(p.c, "docker", "inspect", "--format", "{{.Id}} " + MOUNTED, *old.split()) if old else ""
-    ours = [line.split(" ")[0] for line in mounted.splitlines() if line.partition(" ")[2] == str(p.root)]
-    if ours:
-        print("Stopping this folder's JupyterLab of the previous release (it is renamed now).")
-        run(p.c, "docker", "rm", "--force", *ours, hide=True, warn=True)
-    old_volumes = legacy_volumes(p)
-    new_names = {f"{p.slug}_{volume}": f"{p.compose_project}_{volume}" for volume in LEGACY_VOLUMES}
-    present = volumes_present(p, new_names.values())
-    moved = []
-    for name in old_volumes:
-        target = new_names[name]
-        if target in present:
-            continue  # never overwrite what this checkout already has
-        # Made here with Compose's own labels, so that `compose up` takes it as its volume.
-        volume = name.removeprefix(f"{p.slug}_")
-        labels = {
-            "com.docker.compose.project": p.compose_project,
-            "com.docker.compose.volume": volume,
-            **p.labels(lasting=True),
-        }
-        flags = [item for key, value in labels.items() for item in ("--label", f"{key}={value}")]
-        run(p.c, "docker", "volume", "create", *flags, target, hide=True)
-        copied = run(
-            p.c,
-            "docker",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--user",
-            "0:0",
-            "-v",
-            f"{name}:/from:ro",
-            "-v",
-            f"{target}:/to",
-            p.image(),
-            "cp",
-            "-a",
-            "/from/.",
-            "/to/",
-            hide=True,
-            warn=True,
-        )
-        if not copied.ok:
-            run(p.c, "docker", "volume", "rm", target, hide=True, warn=True)
-            raise Exit(
-                f"Copying {name} to {target} failed ({copied.stderr.strip()[-200:]}): nothing was "
-                "changed; fix the engine's problem, then `invoke up` again."
-            )
-        moved.append(name)
-    if moved:
-        print(
-            f"Copied JupyterLab's settings and workspaces from the previous release's volumes "
-            f"({', '.join(moved)}) to this checkout's. The old volumes stay, for other checkouts of "
-            f"{p.slug}: `docker volume rm {' '.join(moved)}` once none needs them."
-        )
-    p.checkout.legacy = False
-    p.save_checkout()
-
-
-# ----------------------------------------------------------------------------- files through the API
-
-
-def run_with_files(
-    p: Project,
-    image: str,
-    script: str,
-    send: Mapping[str, Path],
-    receive: Iterable[str],
-    into: Path,
-    docker_flags: Iterable[object] = (),
-    env: Mapping[str, str] | None = None,
-) -> list[str]:
-    """Run `script` (sh) in a fresh container of `image` with files streamed in and out through
-    the Docker API instead of a bind mount, for engines that cannot see this folder (remote mode;
-    it works on a local engine too). send: {path in the container (absolute): file here}, e.g.
-    {"/workspace/pyproject.toml": p.pyproject, "/run/secrets/ca_bundle": bundle}; the script runs
-    in /workspace, and its output should go to stderr (`>&2`), which is shown as it comes: stdout
-    carries the archive back. receive: paths relative to /workspace that the script leaves,
-    written into `into` (each file replaced whole); returns them. docker_flags: more `docker run`
-    flags (-v POETRY_CACHE:..., -e NAME). Stops with one line when the script fails."""
-    wanted = sorted(receive)
-    for path in wanted:
-        if not remote.in_scope(path):
-            raise ValueError(f"{path} is outside what can be received.")
-    archive = remote.pack_files(send)
-    outputs = shlex.join(wanted)
-    wrapper = (
-        "set -e; tar -x -f - -C / --no-same-owner; mkdir -p /workspace; cd /workspace; "
-        f"( {script} ) >&2; tar -c -f - -- {outputs}"
-    )
-    argv = ["docker", "run", "-i", "--rm", *docker_flags, image, "sh", "-c", wrapper]
-    result = exchange(argv, archive, env, show_errors=True)
-    if result.returncode != 0:
-        raise Exit(f"`{cmd(*argv[:4])} ... {image}` failed (exit {result.returncode}; output above).")
-    try:
-        return remote.unpack(result.stdout, into, wanted)
-    except (ValueError, OSError) as error:
-        raise Exit(f"The container's files did not come back: {error}") from None
 
 
 def print_error(result: subprocess.CompletedProcess) -> None:

@@ -14,7 +14,7 @@ import webbrowser
 
 from invoke import Context, Exit, Result, task
 
-from . import agent, engine, envfile, links, live, network, remote, sync, tensorboard
+from . import agent, engine, envfile, legacy, links, live, network, remote, sync, tensorboard
 from .commands import cmd, progress, run, warn
 from .engine import GPU_HELP, compose
 from .guard import exclusive
@@ -86,7 +86,7 @@ def start(p: Project, gpu: bool = False, rebuild: bool = False) -> str:
     else:
         ensure_image(p)
     if p.checkout.legacy:
-        engine.move_legacy_state(p)  # once: the state of the release that named things after the slug
+        legacy.move_legacy_state(p)  # once: the state of the release that named things after the slug
     check_port(p)
     if not network.is_loopback(s.bind):
         warn(

@@ -1,6 +1,6 @@
 """`invoke sync`: on a remote engine, the project lives in a volume there (the engine cannot see
 this folder); this copies files between the two, both ways, as tar streams through `docker
-compose exec` as the notebook user (remote.py has the plain parts and the rules).
+compose exec` as the notebook user (transfer.py has the plain parts and the rules).
 
 What is compared: here, what git tracks or would track (`git ls-files -co --exclude-standard`;
 every file without git), there, the volume's files; both against the state of the last sync
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from invoke import Context, Exit, task
 
-from . import engine, remote
+from . import engine, transfer
 from .commands import since
 from .guard import checkout_lock
 from .project import SERVICE, STATE_DIR, Project
@@ -34,7 +34,7 @@ PREFER = ("here", "engine")
 
 def host_paths(p: Project) -> list[str]:
     """This folder's files that are synced candidates: git's tracked and new, not ignored
-    (every file without git; remote.in_scope filters both)."""
+    (every file without git; transfer.in_scope filters both)."""
     result = subprocess.run(
         ["git", "-C", str(p.root), "ls-files", "-co", "--exclude-standard", "-z"],
         capture_output=True,
@@ -44,7 +44,7 @@ def host_paths(p: Project) -> list[str]:
         return [path for path in result.stdout.decode(errors="surrogateescape").split("\0") if path]
     found = []
     for folder, dirs, files in os.walk(p.root):
-        dirs[:] = [name for name in dirs if name not in remote.SKIPPED and name != STATE_DIR]
+        dirs[:] = [name for name in dirs if name not in transfer.SKIPPED and name != STATE_DIR]
         found += [Path(folder, name).relative_to(p.root).as_posix() for name in files]
     return found
 
@@ -93,7 +93,7 @@ class State:
     base: dict[str, str]
     host: dict[str, str]
     engine: dict[str, str]
-    plan: remote.SyncPlan
+    plan: transfer.SyncPlan
 
 
 def state_file(p: Project) -> Path:
@@ -104,15 +104,15 @@ def look(p: Project) -> State:
     """Compare this folder and the workspace volume with the last sync (one engine round trip:
     the volume's manifest; the ignore check happens here)."""
     RUNNING.pop(p.root, None)  # ask again: the server may have started or stopped since
-    host = remote.host_manifest(p.root, host_paths(p))
+    host = transfer.host_manifest(p.root, host_paths(p))
     try:
-        volume, there = remote.parse_manifest(in_workspace(p, remote.engine_manifest_command()).decode())
+        volume, there = transfer.parse_manifest(in_workspace(p, transfer.engine_manifest_command()).decode())
     except ValueError as error:
         raise Exit(str(error)) from None
     path = state_file(p)
-    base = remote.read_base(path.read_text(encoding="utf-8") if path.exists() else "", volume)
+    base = transfer.read_base(path.read_text(encoding="utf-8") if path.exists() else "", volume)
     ignored = ignored_here(p, sorted(set(there) - set(host)))
-    return State(volume, base, host, there, remote.plan_sync(base, host, there, ignored))
+    return State(volume, base, host, there, transfer.plan_sync(base, host, there, ignored))
 
 
 def resolve(state: State, prefer: str) -> None:
@@ -131,21 +131,22 @@ def apply(p: Project, state: State, push: bool = True, fetch: bool = True) -> No
     """Carry out the plan (one side or both) and record the new state."""
     plan = state.plan
     if push and (plan.push or plan.delete_on_engine):
-        in_workspace(p, remote.engine_apply_command(plan.delete_on_engine), remote.pack(p.root, plan.push))
+        archive = transfer.pack(p.root, plan.push)
+        in_workspace(p, transfer.engine_apply_command(plan.delete_on_engine), archive)
     if fetch and plan.fetch:
-        archive = in_workspace(p, remote.engine_pack_command(plan.fetch))
+        archive = in_workspace(p, transfer.engine_pack_command(plan.fetch))
         try:
-            remote.unpack(archive, p.root, plan.fetch)
+            transfer.unpack(archive, p.root, plan.fetch)
         except ValueError as error:
             raise Exit(str(error)) from None
     if fetch:
         for path in plan.delete_here:
             (p.root / path).unlink(missing_ok=True)
-    files = remote.base_after(state.base, state.host, state.engine, plan, pushed=push, fetched=fetch)
+    files = transfer.base_after(state.base, state.host, state.engine, plan, pushed=push, fetched=fetch)
     path = state_file(p)
     path.parent.mkdir(exist_ok=True)
     partial = path.with_name(f".{STATE_FILE}.partial")
-    partial.write_text(remote.base_record(state.volume, files), encoding="utf-8")
+    partial.write_text(transfer.base_record(state.volume, files), encoding="utf-8")
     partial.replace(path)
 
 
@@ -183,7 +184,7 @@ def unsynced(p: Project) -> list[str]:
     return sorted(plan.fetch + plan.conflicts)
 
 
-def sync_once(p: Project, prefer: str = "", quiet: bool = False) -> remote.SyncPlan:
+def sync_once(p: Project, prefer: str = "", quiet: bool = False) -> transfer.SyncPlan:
     started = time.monotonic()
     state = look(p)
     if prefer:
@@ -206,7 +207,7 @@ def snapshot(p: Project) -> dict[str, tuple[int, int]]:
             info = (p.root / path).stat()
         except OSError:
             continue
-        if remote.in_scope(path):
+        if transfer.in_scope(path):
             found[path] = (info.st_mtime_ns, info.st_size)
     return found
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 
 import pytest
 import yaml
@@ -267,40 +266,3 @@ def test_run_notebook_stops_in_one_line_on_a_remote_engine(make_ctx, project, mo
     c = make_ctx()
     error = exit_of(lambda: run_task("run-notebook", c, str(project / "notebooks" / "getting-started.ipynb")))
     assert error.message.startswith("Running notebooks is not supported on a remote engine yet: run it where")
-
-
-def test_run_with_files_streams_files_in_and_out(make_ctx, load, project, monkeypatch, tmp_path):
-    """For lock/add on a remote engine: the container here is `sh` on a scratch root."""
-    scratch = tmp_path / "container"
-
-    def fake(argv, stdin=b"", env=None, show_errors=False):
-        wrapper = argv[-1].replace(" -C / ", f" -C {scratch} ").replace("/workspace", f"{scratch}/workspace")
-        scratch.mkdir(exist_ok=True)
-        return subprocess.run(["sh", "-c", wrapper], input=stdin, capture_output=True, check=False)
-
-    monkeypatch.setattr(engine, "exchange", fake)
-    p = load(make_ctx())
-    bundle = tmp_path / "ca.pem"
-    bundle.write_text("CA\n")
-    out = tmp_path / "out"
-    out.mkdir()
-    received = engine.run_with_files(
-        p,
-        "unit-demo:builder",
-        f"test -f {scratch}/run/secrets/ca_bundle && sed s/unit-demo/renamed/ pyproject.toml > poetry.lock",
-        {"/workspace/pyproject.toml": p.pyproject, "/run/secrets/ca_bundle": bundle},
-        ["poetry.lock"],
-        out,
-    )
-    assert received == ["poetry.lock"]
-    assert 'name = "renamed"' in (out / "poetry.lock").read_text()
-
-
-def test_run_with_files_failing_is_one_line(make_ctx, load, project, monkeypatch):
-    monkeypatch.setattr(
-        engine,
-        "exchange",
-        lambda argv, stdin=b"", env=None, show_errors=False: subprocess.CompletedProcess(argv, 3, b"", b""),
-    )
-    error = exit_of(lambda: engine.run_with_files(load(make_ctx()), "img", "false", {}, [], project))
-    assert "failed (exit 3; output above)" in error.message

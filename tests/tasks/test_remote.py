@@ -1,5 +1,5 @@
-"""Unit tests of template/labdock/remote.py: which engine is remote, the ssh tunnel, the compose
-override, and the three-way sync (plans, archives both ways, the state kept between syncs)."""
+"""Unit tests of template/labdock/remote.py and transfer.py: which engine is remote, the ssh tunnel, the
+compose override, and the three-way sync (plans, archives both ways, the state kept between syncs)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import pytest
 import yaml
 
 from tests.standalone import load
+from tests.tasks.helpers import labdock
 
 remote = load("remote")
+transfer = labdock.transfer
 # compose.yaml reads the token from one of these, depending on the template version
 TOKEN = {"JUPYTER_TOKEN": "t" * 64, "LABDOCK_TOKEN": "t" * 64}
 
@@ -187,7 +189,7 @@ def test_compose_merges_the_override_over_a_rendered_project(render_project):
     "path", ["notebooks/a.ipynb", "src/pkg/__init__.py", "pyproject.toml", "tests/test_x.py"]
 )
 def test_project_files_are_in_scope(path):
-    assert remote.in_scope(path)
+    assert transfer.in_scope(path)
 
 
 @pytest.mark.parametrize(
@@ -206,11 +208,11 @@ def test_project_files_are_in_scope(path):
     ],
 )
 def test_secrets_caches_large_folders_and_escapes_are_not(path):
-    assert not remote.in_scope(path)
+    assert not transfer.in_scope(path)
 
 
 def test_first_sync_pushes_the_checkout():
-    plan = remote.plan_sync({}, {"a.py": "1", "b.ipynb": "2"}, {})
+    plan = transfer.plan_sync({}, {"a.py": "1", "b.ipynb": "2"}, {})
     assert plan.push == ["a.py", "b.ipynb"] and not (plan.fetch or plan.conflicts or plan.delete_here)
 
 
@@ -218,7 +220,7 @@ def test_one_side_changed_wins():
     base = {"code.py": "1", "nb.ipynb": "1", "gone-here.py": "1", "gone-there.py": "1", "same": "1"}
     host = {"code.py": "2", "nb.ipynb": "1", "gone-there.py": "1", "same": "1", "new-here.py": "1"}
     engine = {"code.py": "1", "nb.ipynb": "3", "gone-here.py": "1", "same": "1", "new-there.ipynb": "1"}
-    plan = remote.plan_sync(base, host, engine)
+    plan = transfer.plan_sync(base, host, engine)
     assert plan.push == ["code.py", "new-here.py"]
     assert plan.fetch == ["nb.ipynb", "new-there.ipynb"]
     assert plan.delete_on_engine == ["gone-here.py"]
@@ -230,18 +232,18 @@ def test_both_changed_is_a_conflict_unless_they_agree():
     base = {"nb.ipynb": "1", "agreed.py": "1", "deleted-and-edited.py": "1"}
     host = {"nb.ipynb": "2", "agreed.py": "2"}
     engine = {"nb.ipynb": "3", "agreed.py": "2", "deleted-and-edited.py": "4"}
-    plan = remote.plan_sync(base, host, engine)
+    plan = transfer.plan_sync(base, host, engine)
     assert plan.conflicts == ["deleted-and-edited.py", "nb.ipynb"]
     assert not (plan.push or plan.fetch or plan.delete_here or plan.delete_on_engine)
 
 
 def test_without_a_base_differences_are_conflicts_never_losses():
-    plan = remote.plan_sync({}, {"nb.ipynb": "here"}, {"nb.ipynb": "there", "new.ipynb": "x"})
+    plan = transfer.plan_sync({}, {"nb.ipynb": "here"}, {"nb.ipynb": "there", "new.ipynb": "x"})
     assert plan.conflicts == ["nb.ipynb"] and plan.fetch == ["new.ipynb"] and not plan.delete_here
 
 
 def test_engine_files_this_folder_ignores_stay_there():
-    plan = remote.plan_sync(
+    plan = transfer.plan_sync(
         {}, {"a.py": "1"}, {"a.py": "1", "out.executed.ipynb": "2"}, ignored=["out.executed.ipynb"]
     )
     assert plan.empty
@@ -251,10 +253,10 @@ def test_the_base_after_a_push_only_sync_keeps_what_still_differs():
     base = {"code.py": "1", "nb.ipynb": "1", "c.py": "1"}
     host = {"code.py": "2", "nb.ipynb": "1", "c.py": "5"}
     engine = {"code.py": "1", "nb.ipynb": "3", "c.py": "6"}
-    plan = remote.plan_sync(base, host, engine)
-    after = remote.base_after(base, host, engine, plan, pushed=True, fetched=False)
+    plan = transfer.plan_sync(base, host, engine)
+    after = transfer.base_after(base, host, engine, plan, pushed=True, fetched=False)
     assert after == {"code.py": "2", "nb.ipynb": "1", "c.py": "1"}  # nb not fetched; c a conflict
-    again = remote.plan_sync(after, host, {**engine, "code.py": "2"})
+    again = transfer.plan_sync(after, host, {**engine, "code.py": "2"})
     assert again.fetch == ["nb.ipynb"] and again.conflicts == ["c.py"] and not again.push
 
 
@@ -262,18 +264,18 @@ def test_the_base_after_a_full_sync_records_deletions():
     base = {"gone-here.py": "1", "gone-there.py": "1"}
     host = {"gone-there.py": "1"}
     engine = {"gone-here.py": "1"}
-    plan = remote.plan_sync(base, host, engine)
-    assert remote.base_after(base, host, engine, plan) == {}
+    plan = transfer.plan_sync(base, host, engine)
+    assert transfer.base_after(base, host, engine, plan) == {}
 
 
 def test_the_state_is_only_trusted_for_the_same_volume():
-    record = remote.base_record("vol-1", {"b": "2", "a": "1"})
+    record = transfer.base_record("vol-1", {"b": "2", "a": "1"})
     assert json.loads(record) == {"volume": "vol-1", "files": {"a": "1", "b": "2"}}
-    assert remote.read_base(record, "vol-1") == {"a": "1", "b": "2"}
-    assert remote.read_base(record, "vol-2") == {}  # `down --volumes`: a new, empty volume
-    assert remote.read_base("", "vol-1") == {} and remote.read_base("{broken", "vol-1") == {}
+    assert transfer.read_base(record, "vol-1") == {"a": "1", "b": "2"}
+    assert transfer.read_base(record, "vol-2") == {}  # `down --volumes`: a new, empty volume
+    assert transfer.read_base("", "vol-1") == {} and transfer.read_base("{broken", "vol-1") == {}
     # with no state, a new empty volume gets the files again instead of deleting them here
-    plan = remote.plan_sync(remote.read_base(record, "vol-2"), {"a": "1", "b": "2"}, {})
+    plan = transfer.plan_sync(transfer.read_base(record, "vol-2"), {"a": "1", "b": "2"}, {})
     assert plan.push == ["a", "b"] and not plan.delete_here
 
 
@@ -286,19 +288,19 @@ def test_the_engine_manifest_script_lists_what_is_in_scope(tmp_path):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(path)
     (tmp_path / "link.py").symlink_to(tmp_path / ".env")
-    argv = remote.engine_manifest_command(str(tmp_path))
+    argv = transfer.engine_manifest_command(str(tmp_path))
     assert argv[:2] == ["python", "-c"]
     first = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, check=True).stdout
-    volume, files = remote.parse_manifest(first)
+    volume, files = transfer.parse_manifest(first)
     assert sorted(files) == ["notebooks/a.ipynb", "src/pkg/x.py"]
-    assert files["src/pkg/x.py"] == remote.digest(b"src/pkg/x.py")
+    assert files["src/pkg/x.py"] == transfer.digest(b"src/pkg/x.py")
     second = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, check=True).stdout
-    assert remote.parse_manifest(second)[0] == volume and len(volume) == 32  # made once, then kept
+    assert transfer.parse_manifest(second)[0] == volume and len(volume) == 32  # made once, then kept
 
 
 def test_a_missing_manifest_says_where_to_look():
     with pytest.raises(ValueError, match="invoke logs"):
-        remote.parse_manifest("Error: No such container")
+        transfer.parse_manifest("Error: No such container")
 
 
 def test_pack_and_unpack_round_trip(tmp_path):
@@ -307,17 +309,18 @@ def test_pack_and_unpack_round_trip(tmp_path):
     (source / "notebooks" / "a.ipynb").write_text("{}")
     (source / "run.sh").write_text("#!/bin/sh\n")
     (source / "run.sh").chmod(0o755)
-    assert remote.host_manifest(source, ["notebooks/a.ipynb", "run.sh", "missing.py", ".env"]) == {
-        "notebooks/a.ipynb": remote.digest(b"{}"),
-        "run.sh": remote.digest(b"#!/bin/sh\n"),
+    assert transfer.host_manifest(source, ["notebooks/a.ipynb", "run.sh", "missing.py", ".env"]) == {
+        "notebooks/a.ipynb": transfer.digest(b"{}"),
+        "run.sh": transfer.digest(b"#!/bin/sh\n"),
     }
-    archive = remote.pack(source, ["notebooks/a.ipynb", "run.sh"])
+    archive = transfer.pack(source, ["notebooks/a.ipynb", "run.sh"])
     with tarfile.open(fileobj=io.BytesIO(archive)) as members:
         assert {m.name: (m.uid, m.uname) for m in members} == {
             "notebooks/a.ipynb": (0, ""),
             "run.sh": (0, ""),
         }
-    assert remote.unpack(archive, target, ["notebooks/a.ipynb", "run.sh"]) == ["notebooks/a.ipynb", "run.sh"]
+    expected = ["notebooks/a.ipynb", "run.sh"]
+    assert transfer.unpack(archive, target, expected) == expected
     assert (target / "notebooks" / "a.ipynb").read_text() == "{}"
     assert (target / "run.sh").stat().st_mode & 0o111  # still executable
     assert not list(target.rglob("*.labdock-partial"))
@@ -348,7 +351,7 @@ def file_member(name: str) -> tarfile.TarInfo:
 )
 def test_unpack_writes_only_the_files_asked_for(tmp_path, member):
     with pytest.raises(ValueError, match="not asked for"):
-        remote.unpack(archive_of(member), tmp_path, ["notebooks/a.ipynb"])
+        transfer.unpack(archive_of(member), tmp_path, ["notebooks/a.ipynb"])
     assert not any(tmp_path.rglob("*"))
 
 
@@ -356,12 +359,12 @@ def test_unpack_refuses_links_even_with_an_expected_name(tmp_path):
     link = tarfile.TarInfo("notebooks/a.ipynb")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
     with pytest.raises(ValueError, match="not asked for"):
-        remote.unpack(archive_of(link), tmp_path, ["notebooks/a.ipynb"])
+        transfer.unpack(archive_of(link), tmp_path, ["notebooks/a.ipynb"])
 
 
 def test_unpack_notices_a_missing_file(tmp_path):
     with pytest.raises(ValueError, match=r"lacks notebooks/b\.ipynb"):
-        remote.unpack(
+        transfer.unpack(
             archive_of(file_member("notebooks/a.ipynb")), tmp_path, ["notebooks/a.ipynb", "notebooks/b.ipynb"]
         )
 
@@ -369,14 +372,14 @@ def test_unpack_notices_a_missing_file(tmp_path):
 def test_pack_refuses_what_is_not_synced(tmp_path):
     (tmp_path / ".env").write_text("JUPYTER_TOKEN=secret")
     with pytest.raises(ValueError, match="outside what is synced"):
-        remote.pack(tmp_path, [".env"])
+        transfer.pack(tmp_path, [".env"])
 
 
 def test_the_engine_commands_keep_paths_as_arguments():
-    apply = remote.engine_apply_command(["notebooks/old one.ipynb", "-rf.py"])
+    apply = transfer.engine_apply_command(["notebooks/old one.ipynb", "-rf.py"])
     assert apply[:2] == ["sh", "-c"] and apply[-2:] == ["-rf.py", "notebooks/old one.ipynb"]
     assert "rm -f --" in apply[2]  # `--`: a file named like an option is still a file
-    assert remote.engine_pack_command(["b", "a"]) == [
+    assert transfer.engine_pack_command(["b", "a"]) == [
         "tar",
         "-c",
         "-f",
@@ -388,7 +391,7 @@ def test_the_engine_commands_keep_paths_as_arguments():
         "b",
     ]
     with pytest.raises(ValueError):
-        remote.engine_apply_command(["../../etc/passwd"])
+        transfer.engine_apply_command(["../../etc/passwd"])
 
 
 def test_the_apply_command_extracts_and_deletes(tmp_path):
@@ -397,8 +400,8 @@ def test_the_apply_command_extracts_and_deletes(tmp_path):
     source = tmp_path / "src"
     source.mkdir()
     (source / "new.py").write_text("new")
-    argv = remote.engine_apply_command(["old.py"], workspace=str(tmp_path / "ws"))
+    argv = transfer.engine_apply_command(["old.py"], workspace=str(tmp_path / "ws"))
     (tmp_path / "ws").mkdir()
     (tmp_path / "ws" / "old.py").write_text("old")
-    subprocess.run(argv, input=remote.pack(source, ["new.py"]), check=True)
+    subprocess.run(argv, input=transfer.pack(source, ["new.py"]), check=True)
     assert sorted(p.name for p in (tmp_path / "ws").iterdir()) == ["new.py"]
