@@ -17,11 +17,11 @@ from pathlib import Path
 
 from invoke import Context, Exit, Task, task
 
-from . import engine, envfile
+from . import engine, envfile, sync, transfer
 from .commands import run
 from .engine import GPU_HELP, compose
 from .image import ensure_image
-from .project import SERVICE, Project
+from .project import SERVICE, WORKSPACE, Project
 
 EXECUTED_SUFFIX = ".executed.ipynb"
 
@@ -130,6 +130,17 @@ def inject(notebook: Path, parameters: dict[str, object]) -> dict:
     return data
 
 
+def relative(p: Project, path: Path) -> str:
+    """A notebook's path in the project, as the sync names it; stops on one a sync never copies."""
+    name = p.container_path(str(path)).removeprefix(f"{WORKSPACE}/")
+    if not transfer.in_scope(name):
+        raise Exit(
+            f"{path} is in a folder a remote engine's workspace never gets (data/, runs/ and caches "
+            "stay on one side): move the notebook, e.g. into notebooks/."
+        )
+    return name
+
+
 def execute(
     p: Project, source: Path, target: Path, timeout: int, gpu: bool, parameters: dict | None = None
 ) -> bool:
@@ -139,6 +150,8 @@ def execute(
     if parameters:
         target.write_text(json.dumps(inject(source, parameters), indent=1) + "\n", encoding="utf-8")
         source = target
+    if p.remote:  # the engine runs the workspace volume's copy: this one goes there first
+        sync.send(p, [relative(p, source)])
     name = f"{p.compose_project}-run-{secrets.token_hex(4)}"  # to remove it if it never starts
     result = compose(
         p,
@@ -163,6 +176,8 @@ def execute(
         hide="stderr",
     )
     if result.ok:
+        if p.remote:
+            sync.fetch(p, [relative(p, target)])
         print(f"Executed copy: {target}")
         return True
     run(p.c, "docker", "rm", "--force", name, hide=True, warn=True)  # a container that never started
@@ -226,6 +241,10 @@ def run_notebook(
         inject(notebooks[0], parameters)  # checked before anything is built or started
     envfile.ensure_token(p.env_file)
     ensure_image(p)
+    if p.remote:  # the code and data files the notebooks use, as `up` sends them
+        for notebook in notebooks:
+            relative(p, notebook)  # checked before anything is sent
+        sync.push_on_up(p)
     started = time.monotonic()
     failed = [
         source

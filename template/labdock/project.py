@@ -338,12 +338,8 @@ class Project:
         return self.root / STATE_DIR
 
     def container_path(self, path: str) -> str:
-        """A host path (relative to the current folder) as the container sees it."""
-        if self.remote:
-            raise Exit(
-                "Running notebooks is not supported on a remote engine yet: run it where the files "
-                "are (on the engine's host), or with a local engine."
-            )
+        """A host path (relative to the current folder) as the container sees it (on a remote
+        engine, its copy in the workspace volume: the same path)."""
         absolute = Path(path).resolve()
         try:
             relative = absolute.relative_to(self.root)

@@ -150,6 +150,19 @@ def apply(p: Project, state: State, push: bool = True, fetch: bool = True) -> No
     partial.replace(path)
 
 
+def send(p: Project, paths: list[str]) -> None:
+    """Copy these files of this folder to the engine's workspace (whatever git ignores)."""
+    in_workspace(p, transfer.engine_apply_command([]), transfer.pack(p.root, paths))
+
+
+def fetch(p: Project, paths: list[str]) -> None:
+    """Copy these files of the engine's workspace here, each replacing its file whole."""
+    try:
+        transfer.unpack(in_workspace(p, transfer.engine_pack_command(paths)), p.root, paths)
+    except ValueError as error:
+        raise Exit(str(error)) from None
+
+
 def names(paths: list[str], limit: int = 5) -> str:
     shown = ", ".join(paths[:limit])
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")

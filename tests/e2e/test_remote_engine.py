@@ -177,6 +177,26 @@ def test_an_edit_here_arrives_on_sync(remote_project):
     assert project.in_lab(f"python -c 'import {package}; print({package}.MARKER)'").strip() == marker
 
 
+def test_run_notebook_over_ssh_sends_the_changes_and_brings_the_executed_copy_back(remote_project):
+    """The engine runs the workspace volume's copy: run-notebook sends this folder's changes (an
+    edited module, a new notebook) first, and the executed copy comes back here."""
+    project, _ = remote_project
+    package = project.answers["package_name"]
+    module = project.view / "src" / package / "__init__.py"
+    marker = uuid.uuid4().hex
+    module.write_text(module.read_text() + f"\nRUN_MARKER = {marker!r}\n")  # not synced yet
+    cells = notebook("factor = 1", f"import {package}\nprint({package}.RUN_MARKER, factor * 2)")
+    cells["cells"][0]["metadata"]["tags"] = ["parameters"]
+    (project.view / "notebooks" / "remote-run.ipynb").write_text(json.dumps(cells))
+    result = project.invoke("run-notebook", "notebooks/remote-run.ipynb", "-p", "factor=21")
+    record("remote", "invoke run-notebook -p over ssh (sync, run, fetch)", f"{result.seconds:.1f} s")
+    executed = json.loads((project.view / "notebooks" / "remote-run.executed.ipynb").read_text())
+    printed = "".join("".join(output.get("text", "")) for output in executed["cells"][-1]["outputs"])
+    assert printed == f"{marker} 42\n"
+    assert marker in project.in_lab("cat notebooks/remote-run.executed.ipynb")  # it ran there
+    assert "0 sent, 0 fetched" in project.invoke("sync").stdout  # both sides agree afterwards
+
+
 def test_a_notebook_saved_in_the_lab_arrives_on_sync(remote_project):
     project, _ = remote_project
     url = project.invoke("url")

@@ -259,10 +259,3 @@ def test_poetry_tasks_stop_in_one_line_on_a_remote_engine(make_ctx, project, mon
         "Poetry (invoke lock, add, the lock check) is not supported on a remote engine yet"
     )
     assert not matching(c, r"docker (run|build)")
-
-
-def test_run_notebook_stops_in_one_line_on_a_remote_engine(make_ctx, project, monkeypatch):
-    monkeypatch.setenv("DOCKER_HOST", "ssh://me@gpu.example.org")
-    c = make_ctx()
-    error = exit_of(lambda: run_task("run-notebook", c, str(project / "notebooks" / "getting-started.ipynb")))
-    assert error.message.startswith("Running notebooks is not supported on a remote engine yet: run it where")

@@ -310,3 +310,67 @@ def test_run_notebook_without_an_nvidia_runtime_leaves_nothing(make_ctx, project
     name = args_of(c, COMPOSE_RUN)[args_of(c, COMPOSE_RUN).index("--name") + 1]
     assert name.startswith("unit-demo-run-")
     assert f"docker rm --force {name}" in commands(c)  # the Created container is removed
+
+
+# ----------------------------------------------------------------------------- on a remote engine
+
+
+@pytest.fixture
+def remote_workspace(project, monkeypatch, tmp_path):
+    """A remote engine whose workspace volume is a folder here: what is sent lands there, and
+    nbconvert (the compose run) writes the executed copy there."""
+    monkeypatch.setenv("DOCKER_HOST", "ssh://me@gpu.example.org")
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    transfer, sync = labdock.transfer, labdock.sync
+    steps = []
+    monkeypatch.setattr(sync, "push_on_up", lambda p: steps.append("push the folder's changes"))
+
+    def in_workspace(p, argv, stdin=b""):
+        if argv[0] == "sh":  # engine_apply_command: unpack what was sent
+            names = transfer.unpack(stdin, volume, ["notebooks/getting-started.ipynb"])
+            steps.append(f"send {', '.join(names)}")
+            return b""
+        names = argv[argv.index("--") + 1 :]
+        steps.append(f"fetch {', '.join(names)}")
+        for name in names:  # what nbconvert wrote there
+            (volume / name).write_text('{"executed": true}')
+        return transfer.pack(volume, names)
+
+    monkeypatch.setattr(sync, "in_workspace", in_workspace)
+    return volume, steps
+
+
+def test_run_notebook_on_a_remote_engine_sends_it_and_fetches_the_executed_copy(
+    make_ctx, project, monkeypatch, remote_workspace, capsys
+):
+    _, steps = remote_workspace
+    monkeypatch.chdir(project)
+    c = make_ctx()
+    notebooks.run_notebook(c, "notebooks/getting-started.ipynb")
+    args = args_of(c, COMPOSE_RUN)  # the volume's copy, at the same path as a bind mount's
+    assert "compose.remote.yaml" in " ".join(args)
+    assert args[-3:] == [
+        "/workspace/notebooks/getting-started.ipynb",
+        "--output",
+        "/workspace/notebooks/getting-started.executed.ipynb",
+    ]
+    assert steps == [
+        "push the folder's changes",
+        "send notebooks/getting-started.ipynb",
+        "fetch notebooks/getting-started.executed.ipynb",
+    ]
+    assert (project / "notebooks" / "getting-started.executed.ipynb").read_text() == '{"executed": true}'
+    assert "Executed copy: notebooks/getting-started.executed.ipynb" in capsys.readouterr().out
+
+
+def test_run_notebook_on_a_remote_engine_refuses_a_notebook_the_sync_never_sends(
+    make_ctx, project, monkeypatch, remote_workspace
+):
+    _, steps = remote_workspace
+    starter = (project / "notebooks" / "getting-started.ipynb").read_text()
+    (project / "data" / "scratch.ipynb").write_text(starter)
+    c = make_ctx()
+    error = exit_of(lambda: notebooks.run_notebook(c, str(project / "data" / "scratch.ipynb")))
+    assert error.message.startswith(f"{project / 'data' / 'scratch.ipynb'} is in a folder a remote engine's")
+    assert steps == [] and not matching(c, COMPOSE_RUN)  # refused before anything is sent
