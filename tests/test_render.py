@@ -266,6 +266,14 @@ def test_hadolint_finds_no_errors(project):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_generated_python_stays_readable_in_one_sitting(project):
+    """The user's tasks.py is short (labdock's tasks live in labdock/); no module over 400 lines."""
+    root, _ = project
+    assert len((root / "tasks.py").read_text().splitlines()) < 80
+    sizes = {path.name: len(path.read_text().splitlines()) for path in (root / "labdock").glob("*.py")}
+    assert {name: lines for name, lines in sizes.items() if lines > 400} == {}
+
+
 def test_invoke_lists_every_task(project):
     root, _ = project
     result = run_in(root, sys.executable, "-m", "invoke", "--list")

@@ -7,7 +7,7 @@ import shutil
 
 from invoke import Context, Exit, task
 
-from . import engine, envfile, gpu, image, legacy, links, locking, network
+from . import engine, envfile, gpu, image, legacy, links, locking, network, overrides
 from .project import SERVICE, Project
 from .settings import AUTO
 
@@ -183,7 +183,7 @@ def doctor(c: Context) -> None:
             "NVIDIA container runtime",
             "install the NVIDIA Container Toolkit on the engine's host and restart Docker",
         )
-        if has_runtime and engine.gpu_selection(p) != gpu.NONE:
+        if has_runtime and overrides.gpu_selection(p) != gpu.NONE:
             cuda_check(p, report)
     if not p.remote:  # a remote engine gets a copy of the files, without links
         broken = links.broken(p.root)

@@ -10,11 +10,10 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 from invoke import Exit, Result
 
-from . import envfile, gpu, network, remote
+from . import envfile, network, overrides, remote
 from .commands import output, run
 from .project import (
     CHECKOUT_LABEL,
@@ -22,10 +21,8 @@ from .project import (
     SERVICE,
     TENSORBOARD,
     USER_LABEL,
-    WORKSPACE,
     Project,
 )
-from .settings import yaml
 
 # What engines say when a GPU is requested but the NVIDIA runtime is missing.
 NVIDIA_ERRORS = (
@@ -88,65 +85,6 @@ def compose_settings(p: Project) -> dict[str, str]:
     }
 
 
-# ----------------------------------------------------------------------------- override files
-
-
-def write_if_changed(path: Path, text: str) -> None:
-    try:
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise Exit(
-            f"Cannot write {path.name} ({error.strerror}): labdock needs a writable project folder."
-        ) from None
-
-
-def gpu_selection(p: Project, flag: bool | None = None) -> str:
-    """The GPUs to request (gpu.selection): from the gpu/gpus settings, or --gpu / --no-gpu."""
-    try:
-        return gpu.selection(p.settings.gpu, p.settings.gpus, flag)
-    except ValueError as error:
-        raise Exit(str(error)) from None
-
-
-def write_gpu_override(p: Project, flag: bool | None = None) -> Path:
-    """Write compose.gpu.yaml for this run's GPU selection; returns its path. `prepare` writes it
-    from the settings for VS Code's devcontainer; `up` and `run-notebook` for their own run."""
-    write_if_changed(p.gpu_compose_file, gpu.override_yaml(gpu_selection(p, flag), SERVICE))
-    return p.gpu_compose_file
-
-
-def compose_services(p: Project) -> dict:
-    """compose.yaml's services, as written."""
-    try:
-        services = yaml.safe_load(p.compose_file.read_text(encoding="utf-8")).get("services") or {}
-    except (OSError, yaml.YAMLError, AttributeError) as error:
-        raise Exit(f"compose.yaml does not parse ({error}): fix it, then retry.") from None
-    return services if isinstance(services, dict) else {}
-
-
-def project_services(p: Project) -> list[str]:
-    """The services of compose.yaml that mount the project folder (lab; tensorboard when the
-    project has it; any you added), which the remote override gives the workspace volume."""
-    services = compose_services(p)
-    found = []
-    for name, service in services.items():
-        targets = [
-            mount.split(":")[1] if isinstance(mount, str) and ":" in mount else (mount or {}).get("target")
-            for mount in (service or {}).get("volumes") or []
-        ]
-        if WORKSPACE in targets:
-            found.append(str(name))
-    return found or [SERVICE]
-
-
-def write_remote_override(p: Project) -> Path:
-    """Write compose.remote.yaml (remote mode: the project in a volume on the engine)."""
-    text = remote.compose_override(project_services(p), SERVICE, labels=p.labels(lasting=True))
-    write_if_changed(p.remote_compose_file, text)
-    return p.remote_compose_file
-
-
 # ----------------------------------------------------------------------------- compose
 
 
@@ -156,9 +94,9 @@ def compose_command(
     """`docker compose` with this project's name, files and profiles, and the environment it needs."""
     files: list[object] = ["-f", p.compose_file]
     if gpu:
-        files += ["-f", write_gpu_override(p, True)]
+        files += ["-f", overrides.write_gpu_override(p, True)]
     if p.remote:
-        files += ["-f", write_remote_override(p)]
+        files += ["-f", overrides.write_remote_override(p)]
     profiles = ["--profile", TENSORBOARD] if tensorboard else []
     # The token from .env, explicitly: compose would let one exported in the shell win. Without
     # .env, compose.yaml refuses to parse; only `up` uses the token, and `up` writes .env before it
@@ -297,7 +235,7 @@ def use_gpu(p: Project, gpu: bool, no_gpu: bool) -> bool:
         raise Exit("--gpu and --no-gpu contradict each other: give one of them.")
     wanted = gpu or (p.settings.gpu == "nvidia" and not no_gpu)
     if wanted:
-        gpu_selection(p, True)  # a bad gpus setting stops the task before anything starts
+        overrides.gpu_selection(p, True)  # a bad gpus setting stops the task before anything starts
     return wanted
 
 
@@ -309,7 +247,7 @@ def known_names(p: Project) -> list[str]:
     exist costs `docker inspect` ~8 ms: the TensorBoard container and the workspace volume only
     where they can exist)."""
     name = p.compose_project
-    services = [SERVICE, *([TENSORBOARD] if TENSORBOARD in compose_services(p) else [])]
+    services = [SERVICE, *([TENSORBOARD] if TENSORBOARD in overrides.compose_services(p) else [])]
     containers = [f"{name}-{service}-1" for service in services]
     volumes = ["jupyter-state", "python-cache", *([remote.WORKSPACE_VOLUME] if p.remote else [])]
     volume_names = [f"{name}_{volume}" for volume in volumes]

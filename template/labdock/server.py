@@ -14,7 +14,7 @@ import webbrowser
 
 from invoke import Context, Exit, Result, task
 
-from . import agent, engine, envfile, legacy, links, live, network, remote, sync, tensorboard
+from . import agent, engine, envfile, legacy, links, live, network, overrides, remote, sync, tensorboard
 from .commands import cmd, progress, run, warn
 from .engine import GPU_HELP, compose
 from .guard import exclusive
@@ -315,9 +315,9 @@ def prepare(c: Context) -> None:
     engine.require_engine(p)
     prepare_env(p)
     if p.settings.gpu == "nvidia":
-        engine.write_gpu_override(p)
+        overrides.write_gpu_override(p)
     if p.remote:
-        engine.write_remote_override(p)
+        overrides.write_remote_override(p)
     ensure_image(p)
     print(f"Ready: {p.env_file.name} holds the token and settings, {p.image()} is built.")
 

@@ -243,7 +243,7 @@ def test_the_tensorboard_service_gets_the_volume_too(make_ctx, load, project, mo
             1,
         )
     )
-    engine.write_remote_override(load(make_ctx()))
+    labdock.overrides.write_remote_override(load(make_ctx()))
     assert list(yaml.safe_load((project / "compose.remote.yaml").read_text())["services"]) == [
         "lab",
         "tensorboard",
