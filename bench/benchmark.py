@@ -198,11 +198,8 @@ class Bench:
     def record(self, figure: str, variant: str, value: float) -> None:
         self.figures.setdefault(figure, {}).setdefault(variant, []).append(value)
 
-    def invoke(self, *args: str) -> None:
-        sh(*INVOKE, *args, cwd=self.project, env=self.env)
-
-    def invoke_with(self, env: dict[str, str], *args: str) -> None:
-        sh(*INVOKE, *args, cwd=self.project, env=env)
+    def invoke(self, *args: str, env: dict[str, str] | None = None) -> None:
+        sh(*INVOKE, *args, cwd=self.project, env=env or self.env)
 
     def image(self, tag: str = "latest") -> str:
         """The project's local image: named after the checkout (.labdock/checkout.json, made by
@@ -459,7 +456,7 @@ class Bench:
                 time.sleep(0.2)
 
         try:
-            timed("invoke hub (both images built, hub healthy)", lambda: self.invoke_with(env, "hub"))
+            timed("invoke hub (both images built, hub healthy)", lambda: self.invoke("hub", env=env))
             for run in range(self.args.runs):
                 bare = timed(
                     "bare start of the singleuser image",

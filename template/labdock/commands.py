@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 
 from invoke import Context, Result
 
@@ -33,6 +34,11 @@ def quote(arg: object) -> str:
 def cmd(*args: object) -> str:
     """One command line from arguments, each quoted."""
     return " ".join(quote(arg) for arg in args)
+
+
+def label_flags(labels: Mapping[str, str]) -> list[str]:
+    """`--label KEY=VALUE` for each label (docker build, volume create, run)."""
+    return [item for key, value in labels.items() for item in ("--label", f"{key}={value}")]
 
 
 def run(c: Context, *args: object, **kwargs: object) -> Result:

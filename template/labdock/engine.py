@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from invoke import Exit, Result
 
 from . import envfile, network, overrides, remote
-from .commands import output, run
+from .commands import label_flags, output, run
 from .project import (
     CHECKOUT_LABEL,
     FOLDER_LABEL,
@@ -286,7 +286,7 @@ def ensure_volume(p: Project, name: str) -> None:
     """Create a volume this checkout uses outside Compose (Poetry's cache), with its labels."""
     if run(p.c, "docker", "volume", "inspect", name, hide=True, warn=True).ok:
         return
-    flags = [item for key, value in p.labels(lasting=True).items() for item in ("--label", f"{key}={value}")]
+    flags = label_flags(p.labels(lasting=True))
     run(p.c, "docker", "volume", "create", *flags, name, hide=True, warn=True)
 
 

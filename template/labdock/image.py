@@ -11,7 +11,7 @@ import urllib.parse
 from invoke import Context, Exit, task
 
 from . import engine, locking
-from .commands import since, warn
+from .commands import label_flags, since, warn
 from .guard import exclusive
 from .project import Project, host_ids
 from .stages import docker_build
@@ -109,15 +109,13 @@ def build_image(p: Project, no_cache: bool = False, pull: bool = False) -> None:
             "you are root on this machine, so JupyterLab will run as root in the container (to "
             "keep your files yours). Run invoke as a regular user to avoid it."
         )
-    label_flags = [item for key, value in labels(p).items() for item in ("--label", f"{key}={value}")]
+    flags = label_flags(labels(p))
     cache_flags = [*(["--no-cache"] if no_cache else []), *(["--pull"] if pull else [])]
     if cache := p.settings.build_cache:
         cache_flags += ["--cache-from", cache, "--cache-to", f"{cache},mode=max"]
     ids = ["--build-arg", f"NB_UID={uid}", "--build-arg", f"NB_GID={gid}"]
     try:
-        docker_build(
-            p, "runtime", p.image(), *ids, *label_flags, *cache_flags, failure="The image build failed"
-        )
+        docker_build(p, "runtime", p.image(), *ids, *flags, *cache_flags, failure="The image build failed")
     except Exit:
         if p.remote:  # the lock check runs Poetry on this folder, which a remote engine cannot see
             raise
@@ -137,9 +135,9 @@ def build_singleuser(p: Project) -> str:
     if not p.lock_file.exists():
         print("poetry.lock is missing: running `invoke lock` first.")
         locking.lock(p)
-    label_flags = [item for key, value in labels(p).items() for item in ("--label", f"{key}={value}")]
+    flags = label_flags(labels(p))
     ids = ["--build-arg", "NB_UID=1000", "--build-arg", "NB_GID=1000"]
-    docker_build(p, "singleuser", ref, *ids, *label_flags, failure="The singleuser image failed to build")
+    docker_build(p, "singleuser", ref, *ids, *flags, failure="The singleuser image failed to build")
     print(f"Built {ref} in {since(started)}.")
     return ref
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from invoke import Exit
 
-from .commands import output, run
+from .commands import label_flags, output, run
 from .engine import MOUNTED
 from .project import Project
 
@@ -61,7 +61,7 @@ def move_legacy_state(p: Project) -> None:
             "com.docker.compose.volume": volume,
             **p.labels(lasting=True),
         }
-        flags = [item for key, value in labels.items() for item in ("--label", f"{key}={value}")]
+        flags = label_flags(labels)
         run(p.c, "docker", "volume", "create", *flags, target, hide=True)
         copied = run(
             p.c,

@@ -21,7 +21,7 @@ from . import engine, envfile, sync, transfer
 from .commands import run
 from .engine import GPU_HELP, compose
 from .image import ensure_image
-from .project import SERVICE, WORKSPACE, Project
+from .project import SERVICE, Project
 
 EXECUTED_SUFFIX = ".executed.ipynb"
 
@@ -132,7 +132,7 @@ def inject(notebook: Path, parameters: dict[str, object]) -> dict:
 
 def relative(p: Project, path: Path) -> str:
     """A notebook's path in the project, as the sync names it; stops on one a sync never copies."""
-    name = p.container_path(str(path)).removeprefix(f"{WORKSPACE}/")
+    name = p.relative_path(str(path))
     if not transfer.in_scope(name):
         raise Exit(
             f"{path} is in a folder a remote engine's workspace never gets (data/, runs/ and caches "
@@ -151,7 +151,7 @@ def execute(
         target.write_text(json.dumps(inject(source, parameters), indent=1) + "\n", encoding="utf-8")
         source = target
     if p.remote:  # the engine runs the workspace volume's copy: this one goes there first
-        sync.send(p, [relative(p, source)])
+        sync.send_files(p, [relative(p, source)])
     name = f"{p.compose_project}-run-{secrets.token_hex(4)}"  # to remove it if it never starts
     result = compose(
         p,
@@ -177,7 +177,7 @@ def execute(
     )
     if result.ok:
         if p.remote:
-            sync.fetch(p, [relative(p, target)])
+            sync.fetch_files(p, [relative(p, target)])
         print(f"Executed copy: {target}")
         return True
     run(p.c, "docker", "rm", "--force", name, hide=True, warn=True)  # a container that never started

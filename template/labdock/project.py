@@ -337,17 +337,19 @@ class Project:
     def state_dir(self) -> Path:
         return self.root / STATE_DIR
 
-    def container_path(self, path: str) -> str:
-        """A host path (relative to the current folder) as the container sees it (on a remote
-        engine, its copy in the workspace volume: the same path)."""
-        absolute = Path(path).resolve()
+    def relative_path(self, path: str) -> str:
+        """A host path (relative to the current folder) as a POSIX path in the project."""
         try:
-            relative = absolute.relative_to(self.root)
+            return Path(path).resolve().relative_to(self.root).as_posix()
         except ValueError:
             raise Exit(
                 f"{path} is outside the project folder {self.root}: the container sees only the project."
             ) from None
-        return f"{WORKSPACE}/{relative.as_posix()}"
+
+    def container_path(self, path: str) -> str:
+        """A host path (relative to the current folder) as the container sees it (on a remote
+        engine, its copy in the workspace volume: the same path)."""
+        return f"{WORKSPACE}/{self.relative_path(path)}"
 
 
 def host_ids() -> tuple[int, int]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from invoke import Exit
 
-from .commands import run
+from .commands import label_flags, run
 from .project import Project
 
 
@@ -64,7 +64,7 @@ def docker_build(
     # unless told to load it into the engine.
     load = ["--load"] if p.settings.build_cache else []
     # Whose image it is (project.py): another checkout's is never reused (engine.claim).
-    owner = [item for key, value in p.labels().items() for item in ("--label", f"{key}={value}")]
+    owner = label_flags(p.labels())
     result = run(
         p.c,
         "docker",

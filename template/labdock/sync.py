@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,18 +128,27 @@ def resolve(state: State, prefer: str) -> None:
     plan.conflicts = []
 
 
+def send_files(p: Project, paths: list[str], deleted: Iterable[str] = ()) -> None:
+    """Copy these files of this folder to the engine's workspace (whatever git ignores), and
+    delete those `deleted` there."""
+    in_workspace(p, transfer.engine_apply_command(deleted), transfer.pack(p.root, paths))
+
+
+def fetch_files(p: Project, paths: list[str]) -> None:
+    """Copy these files of the engine's workspace here, each replacing its file whole."""
+    try:
+        transfer.unpack(in_workspace(p, transfer.engine_pack_command(paths)), p.root, paths)
+    except ValueError as error:
+        raise Exit(str(error)) from None
+
+
 def apply(p: Project, state: State, push: bool = True, fetch: bool = True) -> None:
     """Carry out the plan (one side or both) and record the new state."""
     plan = state.plan
     if push and (plan.push or plan.delete_on_engine):
-        archive = transfer.pack(p.root, plan.push)
-        in_workspace(p, transfer.engine_apply_command(plan.delete_on_engine), archive)
+        send_files(p, plan.push, deleted=plan.delete_on_engine)
     if fetch and plan.fetch:
-        archive = in_workspace(p, transfer.engine_pack_command(plan.fetch))
-        try:
-            transfer.unpack(archive, p.root, plan.fetch)
-        except ValueError as error:
-            raise Exit(str(error)) from None
+        fetch_files(p, plan.fetch)
     if fetch:
         for path in plan.delete_here:
             (p.root / path).unlink(missing_ok=True)
@@ -148,19 +158,6 @@ def apply(p: Project, state: State, push: bool = True, fetch: bool = True) -> No
     partial = path.with_name(f".{STATE_FILE}.partial")
     partial.write_text(transfer.base_record(state.volume, files), encoding="utf-8")
     partial.replace(path)
-
-
-def send(p: Project, paths: list[str]) -> None:
-    """Copy these files of this folder to the engine's workspace (whatever git ignores)."""
-    in_workspace(p, transfer.engine_apply_command([]), transfer.pack(p.root, paths))
-
-
-def fetch(p: Project, paths: list[str]) -> None:
-    """Copy these files of the engine's workspace here, each replacing its file whole."""
-    try:
-        transfer.unpack(in_workspace(p, transfer.engine_pack_command(paths)), p.root, paths)
-    except ValueError as error:
-        raise Exit(str(error)) from None
 
 
 def names(paths: list[str], limit: int = 5) -> str:
